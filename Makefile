@@ -1,0 +1,51 @@
+# Everything a developer or CI runs. `make test` and `make demo` set up what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+SYNCED := $(VENV)/.synced
+
+.PHONY: help venv lock test lint format bench demo simulator clean
+
+help:
+	@echo "make test       set up the venv from the lock file, lint, run all tests"
+	@echo "make demo       run the CDN API client on one window against the local simulator"
+	@echo "make bench      CDN API client benchmark against the simulator (prints figures)"
+	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
+	@echo "make lint       ruff check and format check"
+	@echo "make lock       re-resolve requirements-dev.lock from requirements-dev.in"
+
+venv: $(SYNCED)
+
+$(SYNCED): requirements-dev.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements-dev.lock
+	touch $@
+
+lock: venv
+	$(VENV)/bin/uv pip compile -q requirements-dev.in --python-version 3.11 -o requirements-dev.lock
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m tools.bench_cdn_client
+
+demo: venv
+	$(PY) -m tools.demo
+
+simulator: venv
+	$(PY) -m tools.cdn_api_simulator --port 8700 $(SIM_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

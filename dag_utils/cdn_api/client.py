@@ -1,0 +1,391 @@
+"""Client for the CDN statistics API (../shared/cdn-api.md).
+
+One client serves one window: it lists the domains, then fetches every
+(domain, endpoint, minute) through one bounded worker pool, gated by an
+adaptive concurrency limit, retrying transient failures with tenacity, and
+yields one record per (domain, minute) as soon as its three endpoints are done.
+
+urllib3 is used directly rather than requests: it is what requests runs on, and
+skipping requests' per-call session machinery halves the client's CPU per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from dag_utils.cdn_api.limiter import AdaptiveLimit
+from dag_utils.cdn_api.parse import (
+    ENDPOINTS,
+    MalformedResponse,
+    domain_names,
+    parse_body,
+    retry_after_seconds,
+    rows_by_minute,
+)
+from dag_utils.cdn_api.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+NOT_AVAILABLE = "not_available"  # reason prefix of an endpoint whose data is not there yet
+OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})
+_MAX_DETAIL = 200
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    max_concurrency: int = 64  # hard ceiling on requests in flight
+    initial_concurrency: int = 4  # where the adaptive limit starts (slow start)
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 15.0
+    max_attempts: int = 6
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 10.0
+    retry_after_max_s: float = 120.0
+    window_deadline_s: float = 240.0  # everything after this is reported, not fetched
+    progress_every_s: float = 10.0
+
+
+@dataclass(slots=True)
+class DomainMinute:
+    """One (domain, minute): the metrics of each endpoint, and why an endpoint has none."""
+
+    domain: str
+    minute: int
+    metrics: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors and all(self.metrics.get(e) is not None for e in ENDPOINTS)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "minute": self.minute,
+            "metrics": {e: self.metrics.get(e) for e in ENDPOINTS},
+            "errors": dict(self.errors),
+        }
+
+
+class ApiError(Exception):
+    """A call that failed; `cause` is a short label used for statistics."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause
+
+
+class RetryableError(ApiError):
+    def __init__(
+        self, cause: str, detail: str = "", overload: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(cause, detail)
+        self.overload = overload
+        self.retry_after = retry_after
+        self.attempts = 1
+
+
+class RejectedError(ApiError):
+    """A 4xx answer: retrying the same request cannot help."""
+
+
+class AuthError(ApiError):
+    """The API rejected the token; the whole run stops."""
+
+
+class DeadlineError(ApiError):
+    """The window's deadline passed before this call could be made."""
+
+
+class CdnApiClient:
+    def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None) -> None:
+        self.settings = settings = settings or ClientSettings()
+        api_url = _api_url(base_url)
+        self._path = urllib3.util.parse_url(api_url).path
+        self._pool = urllib3.connection_from_url(
+            api_url,
+            maxsize=settings.max_concurrency,
+            block=True,
+            retries=False,
+            headers={"Authorization": f"Token {token}"},
+        )
+        self.limit = AdaptiveLimit(settings.max_concurrency, settings.initial_concurrency)
+        self.stats = RunStats()
+        self._deadline = time.monotonic() + settings.window_deadline_s
+        self._abort = threading.Event()
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"CdnApiClient({self._pool.host!r})"
+
+    def list_domains(self) -> list[str]:
+        """The domains the token may read; raises ApiError when they cannot be had."""
+        body = self._with_retries(lambda: self._call("domain_list", {}))
+        return domain_names(body)
+
+    def fetch_window(
+        self, domains: Sequence[str], minutes: Sequence[int]
+    ) -> Iterator[DomainMinute]:
+        """One record per (domain, minute), yielded as each completes (order not kept).
+
+        Each pool worker takes the next call, makes it and files the outcome into its
+        record, so a call costs one thread's round trip and the consumer wakes once per
+        record. Calls are taken domain by domain, so few records are open at once, and
+        workers wait when the consumer falls behind: memory does not grow with the window.
+        """
+        calls = ((d, m, e) for d in domains for m in minutes for e in ENDPOINTS)
+        expected = len(domains) * len(minutes)
+        workers = max(1, min(self.settings.max_concurrency, expected * len(ENDPOINTS)))
+        finished: queue.Queue[DomainMinute | BaseException] = queue.Queue(maxsize=4 * workers)
+        open_records: dict[tuple[str, int], DomainMinute] = {}
+        lock = threading.Lock()
+
+        def work() -> None:
+            try:
+                while not self._abort.is_set():
+                    with lock:
+                        call = next(calls, None)
+                    if call is None:
+                        return
+                    domain, minute, endpoint = call
+                    metrics, error = self._fetch(domain, minute, endpoint)
+                    with lock:
+                        record = open_records.setdefault(
+                            (domain, minute), DomainMinute(domain, minute)
+                        )
+                        record.metrics[endpoint] = metrics
+                        if error:
+                            record.errors[endpoint] = error
+                        if len(record.metrics) < len(ENDPOINTS):
+                            continue
+                        del open_records[(domain, minute)]
+                    self._count(record)
+                    self._hand_over(finished, record)
+            except BaseException as exc:  # noqa: BLE001 - the consuming thread re-raises it
+                self._hand_over(finished, exc)
+                self._abort.set()
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="cdn-api")
+        for _ in range(workers):
+            pool.submit(work)
+        try:
+            for _ in range(expected):
+                item = self._next_finished(finished, expected)
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._abort.set()  # stops the workers when the consumer leaves early
+            pool.shutdown(wait=True)
+            self._abort.clear()
+            log.info("CDN API run: %s", self.summary())
+
+    def _hand_over(self, finished: queue.Queue, item: DomainMinute | BaseException) -> None:
+        while not self._abort.is_set():
+            try:
+                finished.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _next_finished(self, finished: queue.Queue, expected: int) -> Any:
+        while True:
+            try:
+                return finished.get(timeout=self.settings.progress_every_s)
+            except queue.Empty:
+                self._log_progress(expected)
+
+    def summary(self) -> dict[str, Any]:
+        return self.stats.summary(
+            max_in_flight=self.limit.max_in_flight,
+            limit_min=round(self.limit.min_limit, 1),
+            limit_max=round(self.limit.max_limit, 1),
+            limit_final=round(self.limit.limit, 1),
+        )
+
+    def _fetch(self, domain: str, minute: int, endpoint: str) -> tuple[dict | None, str | None]:
+        """(metrics, None), or (None, why) for an endpoint with no usable row."""
+        params: dict[str, Any] = {"date": minute, "domain_name": domain, "step": "1m"}
+        if endpoint == "status":
+            params["show"] = "detail"
+
+        def attempt() -> dict[int, dict[str, Any]]:
+            body = self._call(endpoint, params)
+            try:
+                if body.get("domain", domain) != domain:
+                    raise MalformedResponse("the answer is for another domain")
+                return rows_by_minute(body, endpoint)
+            except MalformedResponse as exc:
+                raise RetryableError("malformed", str(exc)) from exc
+
+        try:
+            rows = self._with_retries(attempt)
+        except RejectedError as exc:
+            return None, _reason("rejected", exc)
+        except DeadlineError as exc:
+            return None, _reason("deadline", exc)
+        except RetryableError as exc:
+            return None, _reason(f"failed after {exc.attempts} attempts", exc)
+        if minute in rows:
+            return rows[minute], None
+        return None, f"{NOT_AVAILABLE}: no row for this minute yet"
+
+    def _with_retries(self, attempt: Callable[[], Any]) -> Any:
+        s = self.settings
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(s.max_attempts) | _StopAt(self._deadline),
+            wait=_BackoffOrRetryAfter(s.backoff_initial_s, s.backoff_max_s, s.retry_after_max_s),
+            before_sleep=self._count_retry,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except RetryableError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 0)
+            raise
+
+    def _sleep(self, seconds: float) -> None:
+        if self._abort.wait(seconds):
+            raise DeadlineError("aborted", "the run is stopping")
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self.stats.retry(exc.cause if isinstance(exc, ApiError) else "other")
+
+    def _call(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One HTTP attempt, classified; holds a concurrency slot while in flight."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0 or self._abort.is_set():
+            raise DeadlineError("deadline", "the window's deadline passed before this call")
+        url = f"{self._path}{endpoint}?{urlencode(params, quote_via=quote)}"
+        timeout = urllib3.Timeout(
+            connect=self.settings.connect_timeout_s,
+            read=min(self.settings.read_timeout_s, remaining),
+        )
+        token = self.limit.acquire()
+        overload, latency = False, None
+        started = time.perf_counter()
+        try:
+            try:
+                response = self._pool.urlopen("GET", url, timeout=timeout)
+            except urllib3.exceptions.TimeoutError as exc:
+                overload = True
+                raise RetryableError("timeout", type(exc).__name__) from None
+            except urllib3.exceptions.HTTPError as exc:
+                raise RetryableError("connection", type(exc).__name__) from None
+            latency = time.perf_counter() - started
+            try:
+                return _check(response)
+            except RetryableError as exc:
+                overload, latency = exc.overload, None
+                raise
+        finally:
+            self.limit.release(token, overload, latency)
+            self.stats.call(latency)
+
+    def _count(self, record: DomainMinute) -> None:
+        waiting = [e for e in record.errors.values() if e.startswith(NOT_AVAILABLE)]
+        failures = [
+            e.split(" ", 1)[0].rstrip(":") for e in record.errors.values() if e not in waiting
+        ]
+        self.stats.record(record.complete, failures, len(waiting))
+
+    def _log_progress(self, expected: int) -> None:
+        s = self.stats
+        log.info(
+            "progress: %d/%d records (%d incomplete), %d calls, limit %.0f, in flight %d, "
+            "%d retries",
+            s.complete + s.incomplete,
+            expected,
+            s.calls,
+            s.incomplete,
+            self.limit.limit,
+            self.limit.in_flight,
+            sum(s.retries.values()),
+        )
+
+
+def _check(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+    status = response.status
+    if status == 401:
+        raise AuthError("http_401", "the API rejected the token")
+    if status == 429:
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        raise RetryableError("http_429", overload=True, retry_after=retry_after)
+    if status >= 500:
+        raise RetryableError(f"http_{status}", overload=status in OVERLOAD_STATUSES)
+    try:
+        body = parse_body(response.data)
+    except MalformedResponse as exc:
+        if status != 200:
+            raise RejectedError(f"http_{status}") from None
+        raise RetryableError("malformed", str(exc)) from None
+    if status != 200:
+        raise RejectedError(f"http_{status}", _text(body.get("message")))
+    rtcode = body["rtcode"]
+    if rtcode == "401":
+        raise AuthError("rtcode_401", "the API rejected the token")
+    if rtcode != "200":
+        label = rtcode if rtcode.isdigit() and len(rtcode) <= 4 else "other"
+        raise RetryableError(f"rtcode_{label}", _text(body.get("message")))
+    return body
+
+
+class _StopAt(stop_base):
+    """Stop when the next attempt would start after the deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return time.monotonic() + (state.upcoming_sleep or 0) >= self.deadline
+
+
+class _BackoffOrRetryAfter:
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, initial: float, maximum: float, retry_after_max: float) -> None:
+        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.retry_after_max = retry_after_max
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self.backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, self.retry_after_max))
+        return wait
+
+
+def _api_url(base_url: str) -> str:
+    """`{base}/v2/cdn/` for a base URL given with or without that path."""
+    base = base_url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ValueError("the CDN API base URL must start with http:// or https://")
+    return (base if base.endswith("/v2/cdn") else f"{base}/v2/cdn") + "/"
+
+
+def _reason(kind: str, exc: ApiError) -> str:
+    return f"{kind}: {exc}"[:_MAX_DETAIL]
+
+
+def _text(value: object) -> str:
+    return str(value)[:_MAX_DETAIL] if value is not None else ""

@@ -1,0 +1,56 @@
+"""The simulator serves the contract of ../shared/cdn-api.md and counts what it sees."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.conftest import MINUTE, TEST_SIM, TOKEN
+from tools.cdn_api_simulator import true_metrics
+from tools.local_servers import CdnApiSimulator
+
+
+def get(
+    sim: CdnApiSimulator, endpoint: str, token: str = TOKEN, **params: object
+) -> requests.Response:
+    return requests.get(
+        f"{sim.url}/v2/cdn/{endpoint}",
+        params=params,
+        headers={"Authorization": f"Token {token}"},
+        timeout=10,
+    )
+
+
+def test_contract_shapes_and_deterministic_values(sim: CdnApiSimulator) -> None:
+    domains = get(sim, "domain_list").json()
+    assert domains["rtcode"] == "200" and domains["metric"] == ["domain_list"]
+    assert domains["data"] == TEST_SIM.domain_list()
+    domain = domains["data"][0]
+    body = get(sim, "status", date=MINUTE, domain_name=domain, step="1m", show="detail").json()
+    assert body["metric"] == [
+        "date",
+        "status_2xx",
+        "status_3xx",
+        "status_4xx",
+        "status_5xx",
+        "error_ratio",
+    ]
+    assert body["data"] == [[MINUTE, *true_metrics(domain, MINUTE, "status", TEST_SIM).values()]]
+    traffic = true_metrics(domain, MINUTE, "traffic", TEST_SIM)
+    status = true_metrics(domain, MINUTE, "status", TEST_SIM)
+    cache = true_metrics(domain, MINUTE, "cache", TEST_SIM)
+    assert sum(v for k, v in status.items() if k != "error_ratio") == traffic["requests"]
+    assert cache["hit"] + cache["miss"] == traffic["requests"]
+
+
+def test_wrong_token_bad_date_and_counters(sim: CdnApiSimulator) -> None:
+    rejected = get(sim, "traffic", token="nope")
+    assert rejected.status_code == 401 and rejected.json()["rtcode"] == "401"
+    assert (
+        get(
+            sim, "traffic", date=MINUTE + 1, domain_name="d00000.example.net", step="1m"
+        ).status_code
+        == 400
+    )
+    stats = sim.stats()
+    assert stats["calls"] == 2 and stats["by_status"] == {"401": 1, "400": 1}
+    assert stats["max_in_flight"] == 1

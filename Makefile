@@ -5,8 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
+# The BigQuery emulator needs Python 3.13 (pyenv has one on these machines).
+PYTHON313 ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.13; do \
+	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
+BQ_VENV := .local/bq-emulator
+BQ_SYNCED := $(BQ_VENV)/.synced
+DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 
-.PHONY: help venv lock test lint format bench demo simulator clean
+.PHONY: help venv bq-emulator lock test lint format bench demo simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
@@ -24,8 +30,20 @@ $(SYNCED): requirements-dev.lock
 	$(VENV)/bin/uv pip sync -q --python $(PY) requirements-dev.lock
 	touch $@
 
+bq-emulator: $(BQ_SYNCED)
+
+$(BQ_SYNCED): requirements-bq-emulator.lock $(SYNCED)
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 is needed for the BigQuery emulator"; exit 1; }
+	test -x $(BQ_VENV)/bin/python || $(VENV)/bin/uv venv -q --python $(PYTHON313) $(BQ_VENV)
+	$(VENV)/bin/uv pip sync -q --python $(BQ_VENV)/bin/python requirements-bq-emulator.lock
+	mkdir -p $(DUCKDB_EXTENSIONS)
+	cp $(BQ_VENV)/lib/python3.13/site-packages/duckdb_extension_*/extensions/v1.5.5/*.duckdb_extension $(DUCKDB_EXTENSIONS)/
+	touch $@
+
 lock: venv
 	$(VENV)/bin/uv pip compile -q requirements-dev.in --python-version 3.11 -o requirements-dev.lock
+	$(VENV)/bin/uv pip compile -q requirements-bq-emulator.in --python-version 3.13 \
+		--override requirements-bq-emulator.override -o requirements-bq-emulator.lock
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -35,7 +53,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+test: lint bq-emulator
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv
@@ -48,4 +66,4 @@ simulator: venv
 	$(PY) -m tools.cdn_api_simulator --port 8700 $(SIM_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -1,21 +1,61 @@
-"""The one place that says which connection, limits and (later) project, datasets and
-schedule apply. DAG files and dag_utils read settings from here; nothing here does I/O
-or reads Airflow Variables/Connections at import time.
+"""The one place that says which project, datasets, tables, schedule, connections and
+limits apply. DAG files and dag_utils read settings from here. Values come from
+environment variables with defaults that make the local demo work; nothing here does
+I/O or reads Airflow Variables/Connections, so importing it at parse time is free.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+
+import pendulum
 
 from dag_utils.cdn_api import ClientSettings
 
-# Airflow Connection holding the CDN API base URL (host) and token (password).
-# In Composer it comes from Secret Manager; locally from AIRFLOW_CONN_CDN_API.
-CDN_API_CONN_ID = "cdn_api"
 
-# Requests in flight on the vendor's API from one task (the hard ceiling); the adaptive
-# limit below it finds what the API can take.
+def _setting(name: str, default: str) -> str:
+    return os.environ.get(f"CDN_{name}", default)
+
+
+# Google Cloud. In Composer the google provider's default connection carries the
+# environment's service account; locally BIGQUERY_EMULATOR_HOST points at the emulator.
+GCP_CONN_ID = "google_cloud_default"
+GCP_PROJECT = _setting("GCP_PROJECT", "local")
+BQ_LOCATION = _setting("BQ_LOCATION", "asia-northeast3")
+BQ_DATASET = _setting("BQ_DATASET", "cdn_stats")
+RAW_TABLE = "raw_cdn_minutes"
+AUDIT_TABLE = "raw_ingest_runs"
+STAGING_TABLE_PREFIX = "_staging_raw_"  # one per run, expires after STAGING_EXPIRATION
+STAGING_EXPIRATION = timedelta(days=1)
+
+# Schedule. Each run covers its data interval shifted back by the availability lag, so
+# consecutive runs tile time; minutes still missing are fetched again by later runs
+# until the late-data horizon, then counted as lost in the audit table.
+SCHEDULE = _setting("SCHEDULE", "*/5 * * * *")
+START_DATE = pendulum.parse(_setting("START_DATE", "2026-11-24T00:00:00Z"))
+AVAILABILITY_LAG = timedelta(minutes=int(_setting("AVAILABILITY_LAG_MIN", "5")))
+LATE_DATA_HORIZON = timedelta(minutes=int(_setting("LATE_DATA_HORIZON_MIN", "60")))
+MAX_ACTIVE_RUNS = int(_setting("MAX_ACTIVE_RUNS", "4"))
+
+# The CDN API. Connection: host = base URL, password = token (Secret Manager in
+# Composer). Every task that calls the API takes a slot of the pool, so however many
+# runs a backfill starts, the API never sees more than API_MAX_IN_FLIGHT calls.
+CDN_API_CONN_ID = "cdn_api"
+CDN_API_POOL = "cdn_api"
+CDN_API_POOL_SLOTS = int(_setting("API_POOL_SLOTS", "1"))
+CDN_API_MAX_IN_FLIGHT = int(_setting("API_MAX_IN_FLIGHT", "64"))
 CDN_CLIENT = ClientSettings(
-    max_concurrency=int(os.environ.get("CDN_MAX_CONCURRENCY", "64")),
-    window_deadline_s=float(os.environ.get("CDN_WINDOW_DEADLINE_S", "240")),
+    max_concurrency=max(1, CDN_API_MAX_IN_FLIGHT // CDN_API_POOL_SLOTS),
+    window_deadline_s=float(_setting("WINDOW_DEADLINE_S", "240")),
 )
+
+# Shared by every DAG: owner, retries with backoff, a timeout per task.
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": int(_setting("TASK_RETRIES", "3")),
+    "retry_delay": timedelta(seconds=float(_setting("RETRY_DELAY_S", "30"))),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=5),
+    "execution_timeout": timedelta(minutes=15),
+}

@@ -1,40 +1,66 @@
 """Start and stop the local stand-ins as child processes on 127.0.0.1.
 
-Used by the test fixtures, the benchmark and `make demo`, so each server is
-started one way everywhere.
+Used by the test fixtures, the benchmark and `make demo`, so each server is started
+one way everywhere. Each writes its output to a log file under .local/logs/.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Self
 
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+LOCAL = REPO / ".local"
+LOGS = LOCAL / "logs"
+BQ_EMULATOR = LOCAL / "bq-emulator" / "bin" / "local-bigquery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ServerProcess:
-    """A child process that prints {"url": ...} as its first line once it listens."""
+    """A child process serving HTTP on `url`, ready once `ready_path` answers."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            args,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
+    def __init__(
+        self, name: str, args: list[str], url: str, ready_path: str = "/", env: dict | None = None
+    ) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.log_path = LOGS / f"{name}.log"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        self._wait_ready(ready_path)
+
+    def _wait_ready(self, path: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.log_path.stem} exited; see {self.log_path}")
+            try:
+                requests.get(self.url + path, timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"{self.log_path.stem} did not listen in {timeout} s; see {self.log_path}"
         )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=10)
-            raise RuntimeError(f"{args[:3]} exited with {self.proc.returncode} before listening")
-        self.url: str = json.loads(line)["url"]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -52,10 +78,26 @@ class ServerProcess:
         self.stop()
 
 
-class CdnApiSimulator(ServerProcess):
+class ControlledServer(ServerProcess):
+    """A stand-in of ours with JSON control endpoints under one prefix."""
+
+    control_prefix = ""
+
+    def _control(self, method: str, name: str, body: dict | None = None) -> dict[str, Any]:
+        response = requests.request(
+            method, f"{self.url}{self.control_prefix}/{name}", json=body, timeout=10
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+class CdnApiSimulator(ControlledServer):
     """The CDN API simulator in its own process, with its control endpoints."""
 
+    control_prefix = "/_sim"
+
     def __init__(self, port: int = 0, **config: Any) -> None:
+        port = port or free_port()
         args = [sys.executable, "-m", "tools.cdn_api_simulator", "--port", str(port)]
         for name, value in config.items():
             flag = "--" + name.replace("_", "-")
@@ -65,21 +107,49 @@ class CdnApiSimulator(ServerProcess):
                 args += [flag, *map(str, value)]
             elif value is not False:
                 args += [flag, str(value)]
-        super().__init__(args)
-        self.http = requests.Session()
+        super().__init__("cdn-api-simulator", args, f"http://127.0.0.1:{port}", "/_sim/stats")
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        return self._post("/_sim/config", changes)
+        return self._control("POST", "config", changes)
 
     def reset(self) -> dict[str, Any]:
-        return self._post("/_sim/reset", {})
+        return self._control("POST", "reset", {})
 
     def stats(self) -> dict[str, Any]:
-        response = self.http.get(f"{self.url}/_sim/stats", timeout=10)
-        response.raise_for_status()
-        return response.json()
+        return self._control("GET", "stats")
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(f"{self.url}{path}", json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
+
+class BigQueryEmulator(ServerProcess):
+    """local-bigquery (installed by `make bq-emulator`) with its data in `data_dir`."""
+
+    def __init__(self, data_dir: Path, port: int = 0) -> None:
+        if not BQ_EMULATOR.exists():
+            raise RuntimeError("the BigQuery emulator is not installed: run `make bq-emulator`")
+        port = port or free_port()
+        args = [
+            str(BQ_EMULATOR), "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--grpc-port", str(free_port()), "--project", "local", "--data-dir", str(data_dir),
+        ]  # fmt: skip
+        # DuckDB finds the extension files installed by `make bq-emulator` under this HOME.
+        env = {"HOME": str(LOCAL / "bq-home")}
+        url = f"http://127.0.0.1:{port}"
+        super().__init__("bq-emulator", args, url, "/bigquery/v2/projects/local/datasets", env)
+
+
+class BigQueryFaultProxy(ControlledServer):
+    """Forwards to a BigQuery endpoint and fails the jobs it is told to."""
+
+    control_prefix = "/_proxy"
+
+    def __init__(self, upstream: str, port: int = 0) -> None:
+        port = port or free_port()
+        args = [sys.executable, "-m", "tools.bigquery_fault_proxy", "--port", str(port),
+                "--upstream", upstream]  # fmt: skip
+        super().__init__("bq-fault-proxy", args, f"http://127.0.0.1:{port}", "/_proxy/stats")
+
+    def fail_jobs(self, containing: str, times: int = 1) -> dict[str, Any]:
+        """Answer the next `times` job requests whose body contains the text with an error."""
+        return self._control("POST", "fail", {"containing": containing, "times": times})
+
+    def stats(self) -> dict[str, Any]:
+        return self._control("GET", "stats")

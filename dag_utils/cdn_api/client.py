@@ -143,16 +143,23 @@ class CdnApiClient:
     def fetch_window(
         self, domains: Sequence[str], minutes: Sequence[int]
     ) -> Iterator[DomainMinute]:
-        """One record per (domain, minute), yielded as each completes (order not kept).
+        """One record per (domain, minute) of the window, yielded as each completes."""
+        return self.fetch([(d, m, ENDPOINTS) for d in domains for m in minutes])
+
+    def fetch(self, wanted: Sequence[tuple[str, int, Sequence[str]]]) -> Iterator[DomainMinute]:
+        """One record per (domain, minute, endpoints) asked for, yielded as each completes.
 
         Each pool worker takes the next call, makes it and files the outcome into its
         record, so a call costs one thread's round trip and the consumer wakes once per
-        record. Calls are taken domain by domain, so few records are open at once, and
+        record. Calls are taken record by record, so few records are open at once, and
         workers wait when the consumer falls behind: memory does not grow with the window.
         """
-        calls = ((d, m, e) for d in domains for m in minutes for e in ENDPOINTS)
-        expected = len(domains) * len(minutes)
-        workers = max(1, min(self.settings.max_concurrency, expected * len(ENDPOINTS)))
+        sizes = {(d, m): len(endpoints) for d, m, endpoints in wanted}
+        if len(sizes) != len(wanted):
+            raise ValueError("each (domain, minute) may be asked for once")
+        calls = ((d, m, e) for d, m, endpoints in wanted for e in endpoints)
+        expected = len(wanted)
+        workers = max(1, min(self.settings.max_concurrency, sum(sizes.values())))
         finished: queue.Queue[DomainMinute | BaseException] = queue.Queue(maxsize=4 * workers)
         open_records: dict[tuple[str, int], DomainMinute] = {}
         lock = threading.Lock()
@@ -173,7 +180,7 @@ class CdnApiClient:
                         record.metrics[endpoint] = metrics
                         if error:
                             record.errors[endpoint] = error
-                        if len(record.metrics) < len(ENDPOINTS):
+                        if len(record.metrics) < sizes[(domain, minute)]:
                             continue
                         del open_records[(domain, minute)]
                     self._count(record)

@@ -1,0 +1,113 @@
+"""The one BigQuery client factory, and the few operations the pipeline runs with it."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from google.api_core.exceptions import NotFound
+from google.cloud import bigquery
+
+import env
+from dag_utils.tables import TableSpec
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def client() -> bigquery.Client:
+    """BigQuery through the google provider's hook in Composer; the emulator locally.
+
+    google-cloud-bigquery sends every request to BIGQUERY_EMULATOR_HOST when it is set;
+    the emulator needs no credentials.
+    """
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(project=env.GCP_PROJECT, credentials=AnonymousCredentials())
+    from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
+
+    hook = BigQueryHook(gcp_conn_id=env.GCP_CONN_ID, location=env.BQ_LOCATION)
+    return hook.get_client(project_id=env.GCP_PROJECT, location=env.BQ_LOCATION)
+
+
+def table_id(name: str, dataset: str | None = None) -> str:
+    """`project.dataset.table`, from configuration only; refuses anything else."""
+    parts = (env.GCP_PROJECT, dataset or env.BQ_DATASET, name)
+    if not all(_IDENTIFIER.match(p) for p in parts):
+        raise ValueError(f"not a plain BigQuery identifier: {'.'.join(parts)!r}")
+    return ".".join(parts)
+
+
+def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
+    """Create the table (and its dataset) when missing; add new columns, never change one."""
+    dataset = bigquery.Dataset(f"{env.GCP_PROJECT}.{env.BQ_DATASET}")
+    dataset.location = env.BQ_LOCATION
+    bq.create_dataset(dataset, exists_ok=True)
+    try:
+        table = bq.get_table(table_id(spec.name))
+    except NotFound:
+        table = bigquery.Table(table_id(spec.name), schema=list(spec.schema))
+        table.description = spec.description
+        if spec.partition_field:
+            table.time_partitioning = bigquery.TimePartitioning(field=spec.partition_field)
+        table.clustering_fields = list(spec.clustering) or None
+        bq.create_table(table, exists_ok=True)
+        return
+    existing = {f.name: _standard_type(f.field_type) for f in table.schema}
+    for field in spec.schema:
+        if existing.get(field.name, _standard_type(field.field_type)) != _standard_type(
+            field.field_type
+        ):
+            raise ValueError(
+                f"{spec.name}.{field.name} is {existing[field.name]} in BigQuery but "
+                f"{field.field_type} here: only additive schema changes are allowed"
+            )
+    added = [
+        bigquery.SchemaField(f.name, f.field_type, "NULLABLE", description=f.description)
+        for f in spec.schema
+        if f.name not in existing
+    ]
+    if added:
+        table.schema = [*table.schema, *added]
+        bq.update_table(table, ["schema"])
+
+
+def _standard_type(kind: str) -> str:
+    """The API reports legacy type names (BOOLEAN, INTEGER, FLOAT)."""
+    return {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64", "RECORD": "STRUCT"}.get(
+        kind.upper(), kind.upper()
+    )
+
+
+def load_parquet(
+    bq: bigquery.Client, path: Path, table: str, schema: Sequence[bigquery.SchemaField]
+) -> int:
+    """Replace `table` with the file's rows by a load job (never streaming); rows loaded."""
+    config = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET,
+        schema=list(schema),
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+    )
+    with path.open("rb") as source:
+        job = bq.load_table_from_file(source, table, job_config=config)
+    job.result()
+    return int(job.output_rows or 0)
+
+
+def query(bq: bigquery.Client, sql: str, params: Mapping[str, Any]) -> list[bigquery.Row]:
+    """Run a statement or script with named parameters and wait for it."""
+    config = bigquery.QueryJobConfig(query_parameters=[_parameter(k, v) for k, v in params.items()])
+    return list(bq.query_and_wait(sql, job_config=config, location=env.BQ_LOCATION))
+
+
+def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter:
+    kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
+    kind = next((k for t, k in kinds.items() if isinstance(value, t)), None)
+    if kind is None:
+        raise TypeError(f"no BigQuery parameter type for {name}={type(value).__name__}")
+    return bigquery.ScalarQueryParameter(name, kind, value)

@@ -1,0 +1,79 @@
+"""Every BigQuery table of the pipeline, declared once: used for DDL, load jobs and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.cloud.bigquery import SchemaField
+
+import env
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: tuple[SchemaField, ...]
+    description: str
+    partition_field: str | None = None  # partitioned by day of this TIMESTAMP column
+    clustering: tuple[str, ...] = ()
+
+
+def _field(name: str, kind: str, description: str, required: bool = False) -> SchemaField:
+    return SchemaField(name, kind, "REQUIRED" if required else "NULLABLE", description=description)
+
+
+_RAW_KEY = (
+    _field("minute", "TIMESTAMP", "The minute the metrics describe (UTC)", required=True),
+    _field("domain", "STRING", "CDN domain name, verbatim from the vendor", required=True),
+)
+_RAW_PROVENANCE = (
+    _field("complete", "BOOL", "All three endpoints returned data", required=True),
+    _field("run_id", "STRING", "Airflow run that wrote this row", required=True),
+    _field("fetched_at", "TIMESTAMP", "When the API answered", required=True),
+)
+
+RAW = TableSpec(
+    env.RAW_TABLE,
+    (
+        *_RAW_KEY,
+        _field("metrics", "JSON", '{"traffic": {...}|null, "status": ..., "cache": ...}'),
+        _field("errors", "JSON", '{"<endpoint>": "<why it has no data>"}; {} when complete'),
+        *_RAW_PROVENANCE,
+    ),
+    "One row per (domain, minute): the CDN API's per-endpoint metrics as fetched.",
+    partition_field="minute",
+    clustering=("domain",),
+)
+
+# What a fetch task loads: JSON as text (BigQuery loads JSON columns from CSV, Avro or
+# JSON files only), parsed into RAW's JSON columns by the publishing MERGE.
+RAW_STAGING_SCHEMA = (
+    *_RAW_KEY,
+    _field("metrics", "STRING", "JSON text"),
+    _field("errors", "STRING", "JSON text"),
+    *_RAW_PROVENANCE,
+)
+
+AUDIT = TableSpec(
+    env.AUDIT_TABLE,
+    (
+        _field("run_id", "STRING", "Airflow run id", required=True),
+        _field("window_start", "TIMESTAMP", "First minute of the run's window", required=True),
+        _field("window_end", "TIMESTAMP", "End of the window (exclusive)", required=True),
+        _field("domains", "INT64", "Domains the API listed"),
+        _field("calls", "INT64", "HTTP calls made, retries included"),
+        _field("retries", "INT64", "Calls that were retries"),
+        _field("failures", "INT64", "Endpoint-minutes that failed after retries"),
+        _field("complete", "INT64", "Window domain-minutes stored complete"),
+        _field("incomplete", "INT64", "Window domain-minutes stored incomplete"),
+        _field("refetched", "INT64", "Earlier incomplete domain-minutes fetched again"),
+        _field("filled", "INT64", "Of those, now complete"),
+        _field("lost", "INT64", "Domain-minutes still incomplete past the late-data horizon"),
+        _field("lost_sample", "JSON", "Up to 20 lost (domain, minute) pairs"),
+        _field("fetch_seconds", "FLOAT64", "Wall time of the fetch"),
+        _field("client_stats", "JSON", "The API client's run statistics"),
+        _field("published_at", "TIMESTAMP", "When the window was written", required=True),
+    ),
+    "One row per raw-ingest run: what was fetched, retried, filled and lost.",
+    partition_field="window_start",
+)

@@ -1,0 +1,76 @@
+"""A pass-through HTTP proxy in front of a BigQuery endpoint that fails chosen jobs.
+
+Tests and the chaos run use it to make one BigQuery job fail mid-run without any hook
+in the product's code: POST /_proxy/fail {"containing": "MERGE", "times": 1} makes
+the next job request whose body contains that text answer HTTP 400, as BigQuery does
+for a job it rejects. GET /_proxy/stats counts requests and injected failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aiohttp import ClientSession, web
+
+INJECTED_ERROR = {
+    "code": 400,
+    "message": "injected failure",
+    "status": "INVALID_ARGUMENT",
+    "errors": [{"reason": "invalidQuery", "message": "injected failure"}],
+}
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+def build_app(upstream: str) -> web.Application:
+    state = {"containing": "", "times": 0, "failed": 0, "requests": 0}
+    app = web.Application(client_max_size=1024**3)
+
+    async def fail(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.update(containing=str(body["containing"]), times=int(body.get("times", 1)))
+        return web.json_response(state)
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(state)
+
+    async def forward(request: web.Request) -> web.Response:
+        state["requests"] += 1
+        body = await request.read()
+        is_job = request.method == "POST" and (
+            "/jobs" in request.path or "/queries" in request.path
+        )
+        if is_job and state["times"] > 0 and state["containing"].encode() in body:
+            state["times"] -= 1
+            state["failed"] += 1
+            return web.json_response({"error": INJECTED_ERROR}, status=400)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with app["session"].request(
+            request.method, upstream + request.path_qs, data=body, headers=headers
+        ) as answer:
+            payload = await answer.read()
+            out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            return web.Response(status=answer.status, body=payload, headers=out)
+
+    async def session(app: web.Application):
+        app["session"] = ClientSession(auto_decompress=True)
+        yield
+        await app["session"].close()
+
+    app.cleanup_ctx.append(session)
+    app.router.add_post("/_proxy/fail", fail)
+    app.router.add_get("/_proxy/stats", stats)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9050")
+    args = parser.parse_args()
+    web.run_app(build_app(args.upstream.rstrip("/")), host="127.0.0.1", port=args.port,
+                access_log=None, print=lambda *_: None)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

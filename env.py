@@ -50,6 +50,11 @@ CDN_CLIENT = ClientSettings(
     window_deadline_s=float(_setting("WINDOW_DEADLINE_S", "240")),
 )
 
+# Publishing into the raw table takes the one slot of this pool: two transactions that
+# insert the same new (domain, minute) at once would both see it absent (snapshot
+# isolation) and both insert it. Never give this pool more than one slot.
+RAW_PUBLISH_POOL = "cdn_raw_publish"
+
 # Shared by every DAG: owner, retries with backoff, a timeout per task.
 DEFAULT_ARGS = {
     "owner": "data-engineering",

@@ -27,7 +27,9 @@ def client() -> bigquery.Client:
     if os.environ.get("BIGQUERY_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return bigquery.Client(project=env.GCP_PROJECT, credentials=AnonymousCredentials())
+        return bigquery.Client(
+            project=env.GCP_PROJECT, credentials=AnonymousCredentials(), location=env.BQ_LOCATION
+        )
     from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
     hook = BigQueryHook(gcp_conn_id=env.GCP_CONN_ID, location=env.BQ_LOCATION)

@@ -47,7 +47,8 @@ SELECT @run_id, @window_start, @window_end, @domains, @calls, @retries, @failure
        @complete, @incomplete, @refetched, @filled,
        (SELECT COUNT(*) FROM `{raw}`
         WHERE NOT complete AND minute >= @lost_since AND minute < @lost_until),
-       (SELECT TO_JSON(ARRAY_AGG(STRUCT(domain, minute) ORDER BY minute, domain LIMIT 20))
+       (SELECT TO_JSON(ARRAY_AGG(STRUCT(domain AS domain, UNIX_SECONDS(minute) AS minute)
+                                 ORDER BY minute, domain LIMIT 20))
         FROM `{raw}`
         WHERE NOT complete AND minute >= @lost_since AND minute < @lost_until),
        @fetch_seconds, PARSE_JSON(@client_stats), CURRENT_TIMESTAMP();

@@ -69,7 +69,7 @@ AUDIT = TableSpec(
         _field("refetched", "INT64", "Earlier incomplete domain-minutes fetched again"),
         _field("filled", "INT64", "Of those, now complete"),
         _field("lost", "INT64", "Domain-minutes still incomplete past the late-data horizon"),
-        _field("lost_sample", "JSON", "Up to 20 lost (domain, minute) pairs"),
+        _field("lost_sample", "JSON", "Up to 20 lost {domain, minute (unix seconds)}"),
         _field("fetch_seconds", "FLOAT64", "Wall time of the fetch"),
         _field("client_stats", "JSON", "The API client's run statistics"),
         _field("published_at", "TIMESTAMP", "When the window was written", required=True),

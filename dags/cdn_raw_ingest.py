@@ -3,7 +3,8 @@
 Each run covers its data interval shifted back by the availability lag (`env.py`), so
 consecutive runs tile time and catchup backfills history. `fetch_to_staging` takes a
 slot of the `cdn_api` pool, which caps the calls in flight on the API across all runs;
-`publish_window` writes the window and its audit row in one BigQuery transaction.
+`publish_window` writes the window and its audit row in one BigQuery transaction,
+holding the single slot of the `cdn_raw_publish` pool so no two writers race.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def cdn_raw_ingest() -> None:
         url = raw_ingest.base_url(api.host, api.schema, api.port)
         return raw_ingest.fetch_to_staging(window, run_id, url, api.password)
 
-    @task
+    @task(pool=env.RAW_PUBLISH_POOL)
     def publish_window(fetched: dict) -> dict:
         return raw_ingest.publish(fetched)
 

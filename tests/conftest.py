@@ -1,15 +1,25 @@
-"""Shared fixtures: one CDN API simulator per test session, reset before each test."""
+"""Shared fixtures: one of each local server per test session, Airflow on a temporary home.
+
+The way Composer loads the bundle is mirrored: the repository root (the bucket's dags/
+folder) is on sys.path, and connections come from AIRFLOW_CONN_* environment variables.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from dag_utils.cdn_api import CdnApiClient, ClientSettings
 from tools.cdn_api_simulator import SimConfig
-from tools.local_servers import CdnApiSimulator
+from tools.local_servers import REPO, BigQueryEmulator, BigQueryFaultProxy, CdnApiSimulator
 
 TOKEN = "tok-3f9c-NEVER-LOG-ME"
 MINUTE = 1795428000  # 2026-11-23T10:00Z
@@ -18,6 +28,29 @@ TEST_SIM = SimConfig(domains=6, token=TOKEN, capacity=32, latency_ms=2.0, availa
 FAST_RETRIES = ClientSettings(
     backoff_initial_s=0.01, backoff_max_s=0.05, read_timeout_s=2.0, progress_every_s=0.5
 )
+TEST_DATASET = "cdn_test"
+API_MAX_IN_FLIGHT = 8
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Airflow and env.py read their settings at import: set them before any test imports."""
+    home = Path(tempfile.mkdtemp(prefix="airflow-test-"))
+    os.environ.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="True",
+        CDN_BQ_DATASET=TEST_DATASET,
+        CDN_START_DATE="2026-11-01T00:00:00Z",
+        CDN_API_MAX_IN_FLIGHT=str(API_MAX_IN_FLIGHT),
+        CDN_RETRY_DELAY_S="0",
+        CDN_TASK_RETRIES="1",
+        CDN_WINDOW_DEADLINE_S="60",
+    )
+    config.stash[AIRFLOW_HOME] = home
+
+
+AIRFLOW_HOME = pytest.StashKey[Path]()
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +73,44 @@ def make_client(sim: CdnApiSimulator) -> Callable[..., CdnApiClient]:
         return CdnApiClient(sim.url, token, dataclasses.replace(FAST_RETRIES, **settings))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def bq_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryFaultProxy]:
+    """The BigQuery emulator behind the fault proxy; every client of the session uses it."""
+    with (
+        BigQueryEmulator(tmp_path_factory.mktemp("bigquery")) as emulator,
+        BigQueryFaultProxy(emulator.url) as proxy,
+    ):
+        os.environ["BIGQUERY_EMULATOR_HOST"] = proxy.url
+        yield proxy
+        os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
+
+
+@pytest.fixture
+def bq(bq_proxy: BigQueryFaultProxy):
+    """A BigQuery client on an empty test dataset."""
+    from dag_utils import bigquery
+
+    client = bigquery.client()
+    client.delete_dataset(f"local.{TEST_DATASET}", delete_contents=True, not_found_ok=True)
+    return client
+
+
+@pytest.fixture(scope="session")
+def airflow_db(pytestconfig: pytest.Config) -> Path:
+    """A migrated metadata database (SQLite) in the session's AIRFLOW_HOME."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ,
+    )
+    return pytestconfig.stash[AIRFLOW_HOME]
+
+
+@pytest.fixture
+def cdn_connection(sim: CdnApiSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cdn_api Airflow Connection, pointing at the simulator."""
+    conn = {"conn_type": "http", "host": sim.url, "password": TOKEN}
+    monkeypatch.setenv("AIRFLOW_CONN_CDN_API", json.dumps(conn))

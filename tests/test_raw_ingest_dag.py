@@ -1,0 +1,191 @@
+"""DAG 1 through Airflow, against the CDN API simulator and the BigQuery emulator."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import env
+from dag_utils import raw_ingest
+from dag_utils.cdn_api import ENDPOINTS
+from tests.airflow_runs import run_dag, task_states
+from tests.conftest import API_MAX_IN_FLIGHT, TEST_DATASET, TEST_SIM, TOKEN
+from tools.cdn_api_simulator import HOSTILE_DOMAINS, true_metrics
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "cdn_connection")
+
+DAG_ID = "cdn_raw_ingest"
+W0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # first minute of the first window
+STEP = timedelta(minutes=5)
+DOMAINS = TEST_SIM.domain_list()
+
+
+def interval_end(window_start: datetime) -> datetime:
+    """The data interval end whose run covers the window starting there."""
+    return window_start + STEP + env.AVAILABILITY_LAG
+
+
+def run_windows(first: datetime, count: int) -> list:
+    runs = [run_dag(DAG_ID, interval_end(first + i * STEP)) for i in range(count)]
+    assert [r.state for r in runs] == ["success"] * count, [task_states(r) for r in runs]
+    return runs
+
+
+def raw_rows(bq) -> dict[tuple[str, int], dict]:
+    rows = bq.query_and_wait(
+        f"SELECT domain, UNIX_SECONDS(minute) AS minute, metrics, errors, complete, run_id "
+        f"FROM `local.{TEST_DATASET}.{env.RAW_TABLE}`"
+    )
+    keyed: dict[tuple[str, int], dict] = {}
+    for row in rows:
+        key = (row["domain"], row["minute"])
+        assert key not in keyed, f"duplicate row {key}"
+        keyed[key] = dict(row)
+    return keyed
+
+
+def audit_rows(bq) -> list[dict]:
+    query = f"SELECT * FROM `local.{TEST_DATASET}.{env.AUDIT_TABLE}` ORDER BY window_start, run_id"
+    return [dict(r) for r in bq.query_and_wait(query)]
+
+
+def content(rows: dict[tuple[str, int], dict]) -> dict:
+    """What a row says about the CDN, without who wrote it when."""
+    return {k: (r["metrics"], r["errors"], r["complete"]) for k, r in rows.items()}
+
+
+def expected_keys(first: datetime, windows: int, domains=DOMAINS) -> set[tuple[str, int]]:
+    start = int(first.timestamp())
+    return {(d, start + 60 * i) for d in domains for i in range(5 * windows)}
+
+
+def assert_true(row: dict, domain: str, minute: int) -> None:
+    assert row["complete"] and row["errors"] == {}
+    for endpoint in ENDPOINTS:
+        assert row["metrics"][endpoint] == true_metrics(domain, minute, endpoint, TEST_SIM)
+
+
+def test_a_window_run_lands_every_domain_minute_once_with_the_apis_values(sim, bq) -> None:
+    (run,) = run_windows(W0, 1)
+    rows = raw_rows(bq)
+    assert set(rows) == expected_keys(W0, 1)
+    for (domain, minute), row in rows.items():
+        assert_true(row, domain, minute)
+        assert row["run_id"] == run.run_id
+    (audit,) = audit_rows(bq)
+    assert audit["window_start"] == W0 and audit["window_end"] == W0 + STEP
+    assert (audit["complete"], audit["incomplete"], audit["lost"]) == (len(rows), 0, 0)
+    assert audit["calls"] == sim.stats()["calls"] == 1 + len(rows) * 3
+    assert TOKEN not in str(audit)
+
+
+def test_reruns_and_overlapping_backfills_leave_an_identical_table(sim, bq) -> None:
+    run_windows(W0, 4)  # a backfill of 10:00-10:20
+    first = content(raw_rows(bq))
+    run_windows(W0 + 2 * STEP, 4)  # another, overlapping it on 10:10-10:20
+    run_windows(W0, 1)  # and a rerun of the first window
+    rows = raw_rows(bq)  # raises on a duplicate
+    assert set(rows) == expected_keys(W0, 6)
+    assert {k: v for k, v in content(rows).items() if k in first} == first
+    assert len(audit_rows(bq)) == 9
+
+
+def test_a_failed_publish_leaves_the_window_as_it_was_and_a_retry_completes_it(
+    sim, bq, bq_proxy
+) -> None:
+    sim.configure(rate_empty=0.3, empty_calls=1)  # some minutes arrive on the second call
+    run_windows(W0, 1)
+    before = content(raw_rows(bq))
+    assert not all(complete for _, _, complete in before.values())
+
+    bq_proxy.fail_jobs("INSERT INTO", times=2)  # the publish task and its one retry
+    failed = run_dag(DAG_ID, interval_end(W0))
+    assert task_states(failed) == {"fetch_to_staging": "success", "publish_window": "failed"}
+    assert content(raw_rows(bq)) == before
+
+    bq_proxy.fail_jobs("INSERT INTO", times=1)  # the publish task fails once, its retry succeeds
+    retried = run_dag(DAG_ID, interval_end(W0))
+    assert retried.state == "success"
+    publish = next(ti for ti in retried.get_task_instances() if ti.task_id == "publish_window")
+    assert publish.try_number == 2
+    rows = raw_rows(bq)
+    assert set(rows) == set(before)
+    for (domain, minute), row in rows.items():
+        assert_true(row, domain, minute)
+
+
+def test_a_one_hour_backfill_lands_60_minutes_per_domain_within_the_api_budget(sim, bq) -> None:
+    started = time.monotonic()
+    run_windows(W0, 12)
+    elapsed = time.monotonic() - started
+    rows = raw_rows(bq)
+    assert len(rows) == 60 * len(DOMAINS)
+    assert set(rows) == expected_keys(W0, 12)
+    assert all(r["complete"] for r in rows.values())
+    assert sim.stats()["max_in_flight"] <= API_MAX_IN_FLIGHT
+    audits = audit_rows(bq)
+    assert len(audits) == 12 and sum(a["complete"] for a in audits) == len(rows)
+    print(f"\n1-hour backfill: 12 runs, {len(rows)} rows, {elapsed:.1f} s, "
+          f"max in flight {sim.stats()['max_in_flight']} (budget {API_MAX_IN_FLIGHT})")  # fmt: skip
+
+
+def test_minutes_empty_at_first_are_filled_by_a_later_run_and_complete_ones_not_refetched(
+    sim, bq
+) -> None:
+    sim.configure(rate_empty=0.3, empty_calls=1)
+    run_windows(W0, 1)
+    first = raw_rows(bq)
+    missing = sum(1 for r in first.values() for e in ENDPOINTS if r["metrics"][e] is None)
+    late = sum(1 for r in first.values() if not r["complete"])
+    assert missing > 0
+
+    calls_before = sim.stats()["calls"]  # (a reset would forget which minutes were asked for)
+    run_windows(W0 + STEP, 1)
+    # the next window in full, and only the missing endpoints of the earlier one
+    assert sim.stats()["calls"] - calls_before == 1 + 5 * len(DOMAINS) * 3 + missing
+    rows = raw_rows(bq)
+    for key in first:
+        assert_true(rows[key], *key)
+    audit = audit_rows(bq)[-1]
+    assert (audit["refetched"], audit["filled"]) == (late, late)
+
+
+def test_minutes_still_missing_past_the_horizon_are_reported_lost(sim, bq, monkeypatch) -> None:
+    monkeypatch.setattr(env, "LATE_DATA_HORIZON", timedelta(minutes=10))
+    sim.configure(rate_empty=0.1)  # these never arrive
+    run_windows(W0, 4)
+    never = {k for k, r in raw_rows(bq).items() if not r["complete"]}
+    first_window = {k for k in never if k[1] < int((W0 + STEP).timestamp())}
+    assert first_window
+    audits = audit_rows(bq)
+    assert [a["lost"] for a in audits] == [0, 0, 0, len(first_window)]
+    sample = {(p["domain"], p["minute"]) for p in audits[3]["lost_sample"]}
+    assert len(sample) == min(20, len(first_window))
+
+
+def test_hostile_domain_names_are_stored_verbatim(sim, bq) -> None:
+    sim.configure(hostile=True)
+    run_windows(W0, 1)
+    rows = raw_rows(bq)
+    minute = int(W0.timestamp())
+    for name in HOSTILE_DOMAINS:
+        assert_true(rows[(name, minute)], name, minute)
+
+
+def test_overlapping_runs_publishing_in_either_order_leave_no_duplicate(sim, bq) -> None:
+    """Two runs of one window fetch, then publish one after the other (the publish pool
+    has one slot, so that is the only interleaving Airflow allows)."""
+    sim.configure(rate_empty=0.3, empty_calls=1)
+    window = raw_ingest.Window(W0, W0 + STEP)
+    first, second = (
+        raw_ingest.fetch_to_staging(window, f"run-{i}", sim.url, TOKEN) for i in (1, 2)
+    )
+    assert first["incomplete"] > 0 and second["incomplete"] == 0
+    raw_ingest.publish(second)
+    raw_ingest.publish(first)  # the older, less complete fetch lands last
+    rows = raw_rows(bq)
+    assert set(rows) == expected_keys(W0, 1)
+    for (domain, minute), row in rows.items():
+        assert_true(row, domain, minute)

@@ -1,0 +1,82 @@
+"""Pure pieces of the raw ingest: windows, late and lost ranges, merging a refetch."""
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+
+from dag_utils.bigquery import table_id
+from dag_utils.cdn_api import DomainMinute
+from dag_utils.raw_ingest import Window, base_url, merge_refetched, staging_table, window_for
+
+LAG = timedelta(minutes=5)
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def test_a_window_is_the_data_interval_shifted_back_by_the_lag() -> None:
+    window = window_for(T0, T0 + timedelta(minutes=5), LAG)
+    assert window == Window(T0 - LAG, T0)
+    assert window.minutes == [int((T0 - LAG).timestamp()) + 60 * i for i in range(5)]
+
+
+def test_consecutive_runs_tile_time_without_gaps_or_overlaps() -> None:
+    windows = [
+        window_for(T0 + timedelta(minutes=5 * i), T0 + timedelta(minutes=5 * (i + 1)), LAG)
+        for i in range(24)
+    ]
+    minutes = [m for w in windows for m in w.minutes]
+    assert minutes == sorted(set(minutes))
+    assert minutes == list(range(minutes[0], minutes[-1] + 60, 60))
+
+
+def test_every_minute_passes_the_horizon_in_exactly_one_run() -> None:
+    horizon = timedelta(minutes=15)
+    windows = [
+        Window(T0 + timedelta(minutes=5 * i), T0 + timedelta(minutes=5 * (i + 1)))
+        for i in range(12)
+    ]
+    lost = [w.lost_range(horizon) for w in windows]
+    assert all(a[1] == b[0] for a, b in pairwise(lost))
+    # window 0 is fetched again by windows 1-3, and reported lost by window 4
+    assert windows[3].late_range(horizon) == (windows[0].start, windows[3].start)
+    assert windows[4].lost_range(horizon) == (windows[0].start, windows[0].end)
+
+
+def test_a_window_needs_whole_minutes() -> None:
+    with pytest.raises(ValueError, match="whole minutes"):
+        window_for(T0, T0 + timedelta(seconds=90), LAG)
+    with pytest.raises(ValueError, match="whole minutes"):
+        window_for(T0, T0, LAG)
+
+
+def test_a_refetch_fills_missing_endpoints_and_keeps_what_was_there() -> None:
+    old = DomainMinute(
+        "d",
+        60,
+        {"traffic": {"bytes": 1}, "status": None, "cache": None},
+        {"status": "not_available: x", "cache": "failed after 6 attempts: http_500"},
+    )
+    new = DomainMinute(
+        "d", 60, {"status": {"status_2xx": 5}, "cache": None}, {"cache": "not_available: y"}
+    )
+    merged = merge_refetched(old, new)
+    assert merged.metrics == {"traffic": {"bytes": 1}, "status": {"status_2xx": 5}, "cache": None}
+    assert merged.errors == {"cache": "not_available: y"}
+    assert not merged.complete
+
+
+def test_connection_parts_make_the_base_url() -> None:
+    assert base_url("http://127.0.0.1:8700/") == "http://127.0.0.1:8700"
+    assert base_url("api.vendor.example", "https", 8443) == "https://api.vendor.example:8443"
+    with pytest.raises(ValueError, match="no host"):
+        base_url(None)
+
+
+def test_table_ids_come_from_configuration_only() -> None:
+    assert (
+        staging_table("manual__2026-11-23T10:00:00+00:00")
+        .split(".")[-1]
+        .startswith("_staging_raw_")
+    )
+    with pytest.raises(ValueError, match="plain BigQuery identifier"):
+        table_id("raw`; DROP TABLE x; --")

@@ -59,7 +59,7 @@ test: lint bq-emulator
 bench: venv
 	$(PY) -m tools.bench_cdn_client
 
-demo: venv
+demo: venv bq-emulator
 	$(PY) -m tools.demo
 
 simulator: venv

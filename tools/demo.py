@@ -1,86 +1,122 @@
-"""`make demo`: what the bundle can do so far, on local stand-ins only.
+"""`make demo`: the pipeline on local stand-ins, under a real Airflow, and what it did.
 
-Starts the CDN API simulator (with its production faults switched on and a gap in
-the data), fetches the last complete 5-minute window through the command line an
-operator would use, and prints what happened. Stops the simulator after.
+Starts the CDN API simulator (production faults on, some minutes that never arrive and
+some that arrive late), the BigQuery emulator and Airflow 3 (api-server, scheduler,
+dag-processor) on 127.0.0.1, unpauses the ingest DAG so catchup runs the last hour,
+waits with progress, prints the raw and audit tables, and stops everything it started.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import tempfile
+import shutil
 import time
-from collections import Counter
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
-from tools.local_servers import CdnApiSimulator
+import env
+from tools.airflow_stack import AirflowStack
+from tools.local_servers import LOCAL, BigQueryEmulator, CdnApiSimulator
 
-DEMO_FAULTS = {
-    "domains": 40,
+DEMO = LOCAL / "demo"
+TOKEN = "dev-token"  # noqa: S105 - the simulator's development token, not a secret
+SIMULATOR = {
+    "domains": 20,
+    "hostile": True,
     "capacity": 16,
     "latency_ms": 40,
+    "available_after_s": 0,
     "rate_429": 0.01,
     "rate_5xx": 0.02,
     "rate_reset": 0.01,
     "rate_rtcode": 0.01,
     "rate_reorder": 0.1,
     "rate_null": 0.01,
-    "rate_empty": 0.02,  # the gap: these minutes never arrive
-    "hostile": True,
+    "rate_empty": 0.01,  # a gap: these endpoint-minutes never arrive
+    "token": TOKEN,
 }
-
-
-def iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%MZ")
+DAG_ID = "cdn_raw_ingest"
 
 
 def main() -> None:
-    end = int(time.time()) // 300 * 300 - 300  # the last window the API has complete
-    start = end - 300
+    shutil.rmtree(DEMO, ignore_errors=True)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=now.minute % 5) - timedelta(hours=1)
+    runs_expected = 12
     with (
-        CdnApiSimulator(available_after_s=60, **DEMO_FAULTS) as sim,
-        tempfile.TemporaryDirectory() as tmp,
+        CdnApiSimulator(**SIMULATOR) as sim,
+        BigQueryEmulator(DEMO / "bigquery") as bigquery_emulator,
     ):
-        out = Path(tmp) / "raw.jsonl"
-        print(f"CDN API simulator on {sim.url} with faults: {json.dumps(DEMO_FAULTS)}")
-        print(f"fetching {iso(start)} .. {iso(end)} with python -m dag_utils.cdn_api\n")
-        done = subprocess.run(
-            [sys.executable, "-m", "dag_utils.cdn_api", "--base-url", sim.url,
-             "--start", iso(start), "--end", iso(end), "--out", str(out)],
-            env={**os.environ, "CDN_API_TOKEN": "dev-token"},
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if not out.exists():
-            sys.exit(f"the client failed (exit {done.returncode}):\n{done.stderr}")
-        records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-        report(records, json.loads(done.stdout.splitlines()[-1]), sim.stats(), done.returncode)
+        os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery_emulator.url
+        settings = {
+            "BIGQUERY_EMULATOR_HOST": bigquery_emulator.url,
+            "AIRFLOW_CONN_CDN_API": json.dumps(
+                {"conn_type": "http", "host": sim.url, "password": TOKEN}
+            ),
+            "CDN_START_DATE": start.isoformat(),
+            "CDN_API_MAX_IN_FLIGHT": "16",
+        }
+        print(f"CDN API simulator  {sim.url}  ({json.dumps(SIMULATOR)})")
+        print(f"BigQuery emulator  {bigquery_emulator.url}")
+        print("starting Airflow (api-server, scheduler, dag-processor) ...", flush=True)
+        with AirflowStack(DEMO / "airflow", settings) as airflow:
+            print(f"Airflow UI         {airflow.url}  (admin / admin)")
+            airflow.set_pool(env.CDN_API_POOL, env.CDN_API_POOL_SLOTS)
+            airflow.set_pool(env.RAW_PUBLISH_POOL, 1)
+            airflow.wait_for_dag(DAG_ID)
+            airflow.set_paused(DAG_ID, False)
+            print(f"unpaused {DAG_ID}: catchup from {start:%H:%M} UTC, {runs_expected} runs")
+            wait_with_progress(airflow, runs_expected)
+            report(sim.stats())
 
 
-def report(records: list[dict], stats: dict, server: dict, exit_code: int) -> None:
-    incomplete = [r for r in records if r["errors"]]
-    reasons = Counter(reason.split(":")[0] for r in incomplete for reason in r["errors"].values())
-    rows = {
-        "records written": f"{len(records)} (one per domain-minute), exit code {exit_code}",
-        "complete": len(records) - len(incomplete),
-        "incomplete": f"{len(incomplete)} {dict(reasons)}",
-        "API calls": f"{stats['calls']}, retries by cause {stats['retries_by_cause']}",
-        "latency p50/p95": f"{stats['latency_p50_ms']} / {stats['latency_p95_ms']} ms",
-        "max in flight": f"{stats['max_in_flight']} (the server saw {server['max_in_flight']})",
-        "adaptive limit": f"{stats['limit_min']} .. {stats['limit_max']}",
-        "wall time": f"{stats['wall_s']} s",
-    }
-    for label, value in rows.items():
-        print(f"{label:<20} {value}")
-    hostile = next(r for r in records if "'" in r["domain"] and not r["errors"])
-    print("\na hostile domain name, stored verbatim:")
-    print(json.dumps(hostile, ensure_ascii=False, indent=1))
-    if incomplete:
-        print("\nan incomplete record says why:")
-        print(json.dumps(incomplete[0], ensure_ascii=False))
+def wait_with_progress(airflow: AirflowStack, expected: int) -> None:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        states = [r["state"] for r in airflow.runs(DAG_ID)]
+        done = states.count("success") + states.count("failed")
+        total = max(expected, len(states))
+        print(f"  runs finished {done}/{total} ({states.count('failed')} failed)", flush=True)
+        if len(states) >= expected and done == len(states):
+            return
+        time.sleep(5)
+    raise TimeoutError("the catchup did not finish in 10 minutes")
+
+
+# The demo's own read-only queries; table ids come from env.py through table_id().
+TOTALS = """
+SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, COUNT(DISTINCT domain) AS domains,
+       MIN(minute) AS first, MAX(minute) AS last
+FROM `{raw}`"""
+AUDIT = "SELECT * FROM `{audit}` ORDER BY window_start"
+HOSTILE = "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' LIMIT 1"
+AUDIT_COLUMNS = ("calls", "retries", "complete", "incomplete", "refetched", "filled", "lost")
+
+
+def report(api_stats: dict) -> None:
+    from dag_utils import bigquery
+
+    bq = bigquery.client()
+    names = {"raw": bigquery.table_id(env.RAW_TABLE), "audit": bigquery.table_id(env.AUDIT_TABLE)}
+    totals = next(iter(bq.query_and_wait(TOTALS.format(**names))))
+    minutes = totals["rows"] // max(1, totals["domains"])
+    print(f"\nraw table {names['raw']}")
+    print(
+        f"  {totals['rows']} rows = {totals['domains']} domains x {minutes} minutes "
+        f"({totals['first']:%H:%M} .. {totals['last']:%H:%M} UTC); {totals['complete']} "
+        f"complete, {totals['rows'] - totals['complete']} incomplete"
+    )
+    print(f"\naudit table {names['audit']}")
+    print("  window (UTC) " + "".join(f"{c:>11}" for c in AUDIT_COLUMNS))
+    for row in bq.query_and_wait(AUDIT.format(**names)):
+        window = f"{row['window_start']:%H:%M}-{row['window_end']:%H:%M}"
+        print(f"  {window}  " + "".join(f"{row[c]:>11}" for c in AUDIT_COLUMNS))
+    hostile = next(iter(bq.query_and_wait(HOSTILE.format(**names))))["domain"]
+    print(f"\na hostile domain name, stored verbatim: {hostile!r}")
+    print(
+        f"the CDN API saw {api_stats['calls']} calls, at most {api_stats['max_in_flight']} "
+        f"in flight; by status {api_stats['by_status']}"
+    )
 
 
 if __name__ == "__main__":

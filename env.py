@@ -26,6 +26,8 @@ BQ_LOCATION = _setting("BQ_LOCATION", "asia-northeast3")
 BQ_DATASET = _setting("BQ_DATASET", "cdn_stats")
 RAW_TABLE = "raw_cdn_minutes"
 AUDIT_TABLE = "raw_ingest_runs"
+DASHBOARD_TABLE = "cdn_dashboard_minutes"
+DASHBOARD_TIMEZONE = "Asia/Seoul"  # the dashboard's local-time column
 STAGING_TABLE_PREFIX = "_staging_raw_"  # one per run, expires after STAGING_EXPIRATION
 STAGING_EXPIRATION = timedelta(days=1)
 
@@ -50,10 +52,31 @@ CDN_CLIENT = ClientSettings(
     window_deadline_s=float(_setting("WINDOW_DEADLINE_S", "240")),
 )
 
-# Publishing into the raw table takes the one slot of this pool: two transactions that
-# insert the same new (domain, minute) at once would both see it absent (snapshot
-# isolation) and both insert it. Never give this pool more than one slot.
-RAW_PUBLISH_POOL = "cdn_raw_publish"
+# Every task that replaces a window of a table takes the one slot of this pool: two
+# transactions that insert the same new (domain, minute) at once would both see it
+# absent (snapshot isolation) and both insert it. Never give this pool more than one slot.
+BQ_WRITE_POOL = "cdn_bq_writes"
+
+# DAG ids are stable: the UI's pause toggle of the alert DAG is the alerting switch.
+INGEST_DAG_ID = "cdn_raw_ingest"
+TRANSFORM_DAG_ID = "cdn_log_transform"
+ALERT_DAG_ID = "cdn_data_alert"
+# The transform waits for the ingest run of its window to finish, failed or not, then
+# transforms whatever is there; past this it transforms anyway.
+INGEST_WAIT = timedelta(seconds=float(_setting("INGEST_WAIT_S", "1800")))
+INGEST_POKE = timedelta(seconds=float(_setting("INGEST_POKE_S", "30")))
+
+# Alerting. A window is checked against the domains the ingest saw in it or in the day
+# before. One message opens an incident, a reminder at most every ALERT_REMINDER while it
+# lasts, one message when data is complete again. Runs that start later than
+# ALERT_LIVE_WITHIN after their window (catchup, backfill) never post per window: the
+# next live check posts one summary of what they found.
+SLACK_CONN_ID = "slack_api_default"
+ALERT_CHANNEL = _setting("ALERT_CHANNEL", "#cdn-alerts")
+ALERT_REMINDER = timedelta(minutes=int(_setting("ALERT_REMINDER_MIN", "60")))
+ALERT_LIVE_WITHIN = timedelta(minutes=int(_setting("ALERT_LIVE_WITHIN_MIN", "15")))
+EXPECTED_DOMAINS_LOOKBACK = timedelta(days=1)
+ALERT_STATE_VARIABLE = "cdn_alert_state"
 
 # Shared by every DAG: owner, retries with backoff, a timeout per task.
 DEFAULT_ARGS = {

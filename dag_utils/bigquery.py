@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,13 @@ def table_id(name: str, dataset: str | None = None) -> str:
     if not all(_IDENTIFIER.match(p) for p in parts):
         raise ValueError(f"not a plain BigQuery identifier: {'.'.join(parts)!r}")
     return ".".join(parts)
+
+
+def timezone_name(name: str) -> str:
+    """An IANA time zone name from configuration, checked before it goes into SQL text."""
+    if name not in zoneinfo.available_timezones():
+        raise ValueError(f"not an IANA time zone: {name!r}")
+    return name
 
 
 def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:

@@ -5,6 +5,14 @@ a table id, and `bigquery.table_id` builds those from configuration and refuses 
 that is not a plain identifier. Nothing the API returns is ever part of SQL text.
 """
 
+from dag_utils.tables import DASHBOARD_METRICS
+
+_TYPED = ",\n       ".join(
+    f"SAFE_CAST(JSON_VALUE(metrics, '$.{endpoint}.{metric}') AS {kind}) AS {column}"
+    for column, endpoint, metric, kind in DASHBOARD_METRICS
+)
+_COLUMNS = ", ".join(column for column, *_ in DASHBOARD_METRICS)
+
 # Incomplete raw rows in [@since, @until): the minutes later runs fetch again.
 SELECT_INCOMPLETE_RAW = """
 SELECT domain, UNIX_SECONDS(minute) AS minute,
@@ -59,4 +67,61 @@ COMMIT TRANSACTION;
 # The audit row of one run, if it was published.
 SELECT_AUDIT_ROW = """
 SELECT * FROM `{audit}` WHERE run_id = @run_id
+"""
+
+# Replaces the window's dashboard rows atomically with one set-based pass over the raw
+# rows: a typed column per metric (null where the API had none), the minute in UTC and
+# in the dashboard's time zone ({timezone}: a checked IANA name from env.py; the emulator
+# does not take it as a parameter).
+TRANSFORM_WINDOW = """
+BEGIN TRANSACTION;
+
+DELETE FROM `{dashboard}` WHERE minute_utc >= @window_start AND minute_utc < @window_end;
+
+INSERT INTO `{dashboard}` (minute_utc, minute_local, domain, <columns>,
+                           complete, raw_run_id, transformed_at)
+SELECT minute, DATETIME(minute, '{timezone}'), domain,
+       <typed>,
+       complete, run_id, CURRENT_TIMESTAMP()
+FROM `{raw}`
+WHERE minute >= @window_start AND minute < @window_end;
+
+COMMIT TRANSACTION;
+""".replace("<columns>", _COLUMNS).replace("<typed>", _TYPED)
+
+# How many dashboard rows the window has, and how many of them are complete.
+COUNT_DASHBOARD_WINDOW = """
+SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete FROM `{dashboard}`
+WHERE minute_utc >= @window_start AND minute_utc < @window_end
+"""
+
+# What is missing from the window: each domain the ingest saw in the window or the day
+# before it, times each minute, without a complete dashboard row. Counts and samples.
+CHECK_WINDOW = """
+WITH expected_domains AS (
+  SELECT DISTINCT domain FROM `{raw}`
+  WHERE minute >= @lookback_start AND minute < @window_end
+),
+minutes AS (
+  SELECT minute FROM UNNEST(GENERATE_TIMESTAMP_ARRAY(
+    @window_start, TIMESTAMP_SUB(@window_end, INTERVAL 1 MINUTE), INTERVAL 1 MINUTE)) AS minute
+),
+present AS (
+  SELECT domain, minute_utc AS minute FROM `{dashboard}`
+  WHERE minute_utc >= @window_start AND minute_utc < @window_end AND complete
+),
+missing AS (
+  SELECT e.domain, m.minute
+  FROM expected_domains AS e CROSS JOIN minutes AS m
+  LEFT JOIN present AS p ON p.domain = e.domain AND p.minute = m.minute
+  WHERE p.domain IS NULL
+)
+SELECT
+  (SELECT COUNT(*) FROM expected_domains) * (SELECT COUNT(*) FROM minutes) AS expected,
+  (SELECT COUNT(*) FROM missing) AS missing,
+  (SELECT COUNT(DISTINCT domain) FROM missing) AS missing_domains,
+  (SELECT COUNT(DISTINCT minute) FROM missing) AS missing_minutes,
+  ARRAY(SELECT DISTINCT domain FROM missing ORDER BY domain LIMIT 5) AS sample_domains,
+  ARRAY(SELECT DISTINCT UNIX_SECONDS(minute) AS m FROM missing ORDER BY m LIMIT 5)
+    AS sample_minutes
 """

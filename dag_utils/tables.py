@@ -77,3 +77,40 @@ AUDIT = TableSpec(
     "One row per raw-ingest run: what was fetched, retried, filled and lost.",
     partition_field="window_start",
 )
+
+
+# The dashboard's typed columns: (column, endpoint, metric in the API, BigQuery type).
+DASHBOARD_METRICS = (
+    ("bytes", "traffic", "bytes", "INT64"),
+    ("bps", "traffic", "bps", "FLOAT64"),
+    ("requests", "traffic", "requests", "INT64"),
+    ("status_2xx", "status", "status_2xx", "INT64"),
+    ("status_3xx", "status", "status_3xx", "INT64"),
+    ("status_4xx", "status", "status_4xx", "INT64"),
+    ("status_5xx", "status", "status_5xx", "INT64"),
+    ("error_ratio", "status", "error_ratio", "FLOAT64"),
+    ("cache_hit", "cache", "hit", "INT64"),
+    ("cache_miss", "cache", "miss", "INT64"),
+    ("hit_ratio", "cache", "hit_ratio", "FLOAT64"),
+)
+
+DASHBOARD = TableSpec(
+    env.DASHBOARD_TABLE,
+    (
+        _field("minute_utc", "TIMESTAMP", "The minute (UTC)", required=True),
+        _field(
+            "minute_local", "DATETIME", f"The minute in {env.DASHBOARD_TIMEZONE}", required=True
+        ),
+        _field("domain", "STRING", "CDN domain name", required=True),
+        *(
+            _field(column, kind, f"{endpoint}.{metric} from the API")
+            for column, endpoint, metric, kind in DASHBOARD_METRICS
+        ),
+        _field("complete", "BOOL", "Every metric's endpoint returned data", required=True),
+        _field("raw_run_id", "STRING", "Ingest run that fetched the row"),
+        _field("transformed_at", "TIMESTAMP", "When this row was written", required=True),
+    ),
+    "One typed row per (domain, minute), built from the raw table for dashboards.",
+    partition_field="minute_utc",
+    clustering=("domain",),
+)

@@ -4,20 +4,19 @@ Each run covers its data interval shifted back by the availability lag (`env.py`
 consecutive runs tile time and catchup backfills history. `fetch_to_staging` takes a
 slot of the `cdn_api` pool, which caps the calls in flight on the API across all runs;
 `publish_window` writes the window and its audit row in one BigQuery transaction,
-holding the single slot of the `cdn_raw_publish` pool so no two writers race.
+holding the single slot of the `cdn_bq_writes` pool so no two writers race.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook, dag, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import BaseHook, CronDataIntervalTimetable, dag, task
 
 import env
 from dag_utils import raw_ingest
 
 
 @dag(
-    dag_id="cdn_raw_ingest",
+    dag_id=env.INGEST_DAG_ID,
     schedule=CronDataIntervalTimetable(env.SCHEDULE, timezone="UTC"),
     start_date=env.START_DATE,
     catchup=True,
@@ -34,7 +33,7 @@ def cdn_raw_ingest() -> None:
         url = raw_ingest.base_url(api.host, api.schema, api.port)
         return raw_ingest.fetch_to_staging(window, run_id, url, api.password)
 
-    @task(pool=env.RAW_PUBLISH_POOL)
+    @task(pool=env.BQ_WRITE_POOL)
     def publish_window(fetched: dict) -> dict:
         return raw_ingest.publish(fetched)
 

@@ -19,7 +19,13 @@ import pytest
 
 from dag_utils.cdn_api import CdnApiClient, ClientSettings
 from tools.cdn_api_simulator import SimConfig
-from tools.local_servers import REPO, BigQueryEmulator, BigQueryFaultProxy, CdnApiSimulator
+from tools.local_servers import (
+    REPO,
+    BigQueryEmulator,
+    BigQueryFaultProxy,
+    CdnApiSimulator,
+    SlackStandIn,
+)
 
 TOKEN = "tok-3f9c-NEVER-LOG-ME"
 MINUTE = 1795428000  # 2026-11-23T10:00Z
@@ -114,3 +120,37 @@ def cdn_connection(sim: CdnApiSimulator, monkeypatch: pytest.MonkeyPatch) -> Non
     """The cdn_api Airflow Connection, pointing at the simulator."""
     conn = {"conn_type": "http", "host": sim.url, "password": TOKEN}
     monkeypatch.setenv("AIRFLOW_CONN_CDN_API", json.dumps(conn))
+
+
+SLACK_TOKEN = "xoxb-0000-local-test-NEVER-LOG"
+
+
+@pytest.fixture(scope="session")
+def slack_process() -> Iterator[SlackStandIn]:
+    with SlackStandIn(SLACK_TOKEN) as standin:
+        yield standin
+
+
+@pytest.fixture
+def slack(slack_process: SlackStandIn, monkeypatch: pytest.MonkeyPatch) -> SlackStandIn:
+    """The Slack stand-in with no messages, and the Airflow Connection pointing at it."""
+    slack_process.reset()
+    conn = {
+        "conn_type": "slack",
+        "password": SLACK_TOKEN,
+        "extra": {"base_url": slack_process.api_url},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
+    return slack_process
+
+
+@pytest.fixture
+def alert_state(airflow_db: Path) -> Iterator[None]:
+    """No incident state before or after the test."""
+    from airflow.models.variable import Variable
+
+    import env
+
+    Variable.delete(env.ALERT_STATE_VARIABLE)
+    yield
+    Variable.delete(env.ALERT_STATE_VARIABLE)

@@ -7,13 +7,15 @@ import os
 import subprocess
 import sys
 
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable
+from airflow.sdk.definitions.timetables.simple import NullTimetable
 
 import env
+from dag_utils.operators import TriggerAlertForWindow
 from tests.airflow_runs import dag_bag
 from tools.local_servers import REPO
 
-DAG_IDS = {"cdn_raw_ingest"}
+DAG_IDS = {env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID}
 
 # Parses the DAG folder in a fresh interpreter where any network connection raises, with
 # the metadata database pointing at a path that cannot exist: a Variable, Connection or
@@ -53,19 +55,36 @@ def test_the_dag_folder_parses_with_no_servers_network_or_metadata_db() -> None:
     assert parsed == {"dags": sorted(DAG_IDS), "errors": {}}
 
 
-def test_every_dag_has_owner_tags_retries_and_a_data_interval_schedule() -> None:
+def test_every_dag_has_owner_tags_retries_and_the_right_schedule() -> None:
     bag = dag_bag()
     assert set(bag.dag_ids) == DAG_IDS
     for dag in bag.dags.values():
         assert dag.tags and dag.doc_md
-        assert isinstance(dag.timetable, CronDataIntervalTimetable)
-        assert dag.catchup and dag.max_active_runs == env.MAX_ACTIVE_RUNS
         for task in dag.tasks:
             assert task.owner == env.DEFAULT_ARGS["owner"]
             assert task.retries >= 1 and task.execution_timeout is not None
+    for dag_id in (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID):  # the same windows, catchup on
+        dag = bag.dags[dag_id]
+        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+        assert dag.timetable.expression == env.SCHEDULE
+        assert dag.catchup and dag.max_active_runs == env.MAX_ACTIVE_RUNS
+    alert = bag.dags[env.ALERT_DAG_ID]
+    assert isinstance(alert.timetable, NullTimetable) and not alert.catchup
+    assert alert.max_active_runs == 1
 
 
-def test_api_calls_and_raw_table_writes_are_bounded_by_pools() -> None:
-    ingest = dag_bag().dags["cdn_raw_ingest"]
+def test_api_calls_and_table_writes_are_bounded_by_pools() -> None:
+    bag = dag_bag()
+    ingest, transform = bag.dags[env.INGEST_DAG_ID], bag.dags[env.TRANSFORM_DAG_ID]
     assert ingest.get_task("fetch_to_staging").pool == env.CDN_API_POOL
-    assert ingest.get_task("publish_window").pool == env.RAW_PUBLISH_POOL
+    assert ingest.get_task("publish_window").pool == env.BQ_WRITE_POOL
+    assert transform.get_task("transform_window").pool == env.BQ_WRITE_POOL
+
+
+def test_the_transform_runs_after_its_ingest_whatever_became_of_it() -> None:
+    transform = dag_bag().dags[env.TRANSFORM_DAG_ID]
+    sensor = transform.get_task("wait_for_ingest")
+    assert sensor.external_dag_id == env.INGEST_DAG_ID and sensor.soft_fail
+    assert set(sensor.allowed_states) == {"success", "failed"}
+    assert transform.get_task("transform_window").trigger_rule == "all_done"
+    assert isinstance(transform.get_task("trigger_alert"), TriggerAlertForWindow)

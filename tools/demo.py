@@ -62,7 +62,7 @@ def main() -> None:
         with AirflowStack(DEMO / "airflow", settings) as airflow:
             print(f"Airflow UI         {airflow.url}  (admin / admin)")
             airflow.set_pool(env.CDN_API_POOL, env.CDN_API_POOL_SLOTS)
-            airflow.set_pool(env.RAW_PUBLISH_POOL, 1)
+            airflow.set_pool(env.BQ_WRITE_POOL, 1)
             airflow.wait_for_dag(DAG_ID)
             airflow.set_paused(DAG_ID, False)
             print(f"unpaused {DAG_ID}: catchup from {start:%H:%M} UTC, {runs_expected} runs")

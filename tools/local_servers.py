@@ -153,3 +153,25 @@ class BigQueryFaultProxy(ControlledServer):
 
     def stats(self) -> dict[str, Any]:
         return self._control("GET", "stats")
+
+
+class SlackStandIn(ControlledServer):
+    """The Slack Web API stand-in; `api_url` is what WebClient takes as base_url."""
+
+    control_prefix = "/_slack"
+
+    def __init__(self, token: str, channels: tuple[str, ...] = ("#cdn-alerts",), port: int = 0):
+        port = port or free_port()
+        args = [sys.executable, "-m", "tools.slack_standin", "--port", str(port),
+                "--token", token, "--channels", *channels]  # fmt: skip
+        super().__init__("slack-standin", args, f"http://127.0.0.1:{port}", "/_slack/messages")
+        self.api_url = f"{self.url}/api/"
+
+    def messages(self) -> list[dict[str, Any]]:
+        return self._control("GET", "messages")
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        return self._control("POST", "config", changes)
+
+    def reset(self) -> dict[str, Any]:
+        return self._control("POST", "reset", {})

@@ -1,0 +1,50 @@
+"""DAG 3 of 3 — checks a window of the dashboard table and tells Slack when data is missing.
+
+Triggered by `cdn_log_transform` with the window in its conf; pausing this DAG in the UI
+switches alerting off. One message when an incident starts, a reminder at most every
+`CDN_ALERT_REMINDER_MIN`, one when data is complete again; catch-up and backfill checks
+are summed up in one message by the next live check. The incident state is the Airflow
+Variable `cdn_alert_state`. If Slack stays down, `notify` fails; no data task depends on it.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseHook, Variable, dag, task
+
+import env
+from dag_utils import alerting, slack
+
+
+@dag(
+    dag_id=env.ALERT_DAG_ID,
+    schedule=None,
+    start_date=env.START_DATE,
+    catchup=False,
+    max_active_runs=1,  # checks change the incident state one at a time
+    default_args=env.DEFAULT_ARGS,
+    tags=["cdn", "alert"],
+    doc_md=__doc__,
+)
+def cdn_data_alert() -> None:
+    @task
+    def check_window(dag_run=None) -> dict:
+        return alerting.as_dict(alerting.check_window(alerting.window_of(dag_run.conf)))
+
+    @task
+    def notify(check: dict, dag_run=None) -> str:
+        state = Variable.get(env.ALERT_STATE_VARIABLE, default={}, deserialize_json=True)
+        live = bool(dag_run.conf.get("live", True))
+        state, message = alerting.decide(
+            state, alerting.WindowCheck(**check), live, env.ALERT_REMINDER
+        )
+        if message is not None:
+            conn = BaseHook.get_connection(env.SLACK_CONN_ID)
+            client = slack.client(conn.password, conn.extra_dejson.get("base_url"))
+            slack.post(client, env.ALERT_CHANNEL, message.text, message.blocks)
+        Variable.set(env.ALERT_STATE_VARIABLE, state, serialize_json=True)
+        return message.kind if message else "silent"
+
+    notify(check_window())
+
+
+cdn_data_alert()

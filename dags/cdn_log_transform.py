@@ -1,0 +1,51 @@
+"""DAG 2 of 3 — raw JSON → typed dashboard table, then the alert DAG if it is unpaused.
+
+Same schedule and windows as `cdn_raw_ingest`. It waits for the ingest run of its window
+to finish, successful or not, and transforms whatever is there: missing data must still
+be checked. `trigger_alert` starts `cdn_data_alert` for the window only while that DAG
+is unpaused; paused, it ends skipped and creates no run.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+import env
+from dag_utils import raw_ingest, transform
+from dag_utils.operators import TriggerAlertForWindow
+
+
+@dag(
+    dag_id=env.TRANSFORM_DAG_ID,
+    schedule=CronDataIntervalTimetable(env.SCHEDULE, timezone="UTC"),
+    start_date=env.START_DATE,
+    catchup=True,
+    max_active_runs=env.MAX_ACTIVE_RUNS,
+    default_args=env.DEFAULT_ARGS,
+    tags=["cdn", "transform"],
+    doc_md=__doc__,
+)
+def cdn_log_transform() -> None:
+    wait_for_ingest = ExternalTaskSensor(
+        task_id="wait_for_ingest",
+        external_dag_id=env.INGEST_DAG_ID,
+        external_task_id=None,  # the whole run
+        allowed_states=["success", "failed"],
+        mode="reschedule",
+        poke_interval=env.INGEST_POKE.total_seconds(),
+        timeout=env.INGEST_WAIT.total_seconds(),
+        soft_fail=True,  # past the wait, transform anyway
+    )
+
+    @task(pool=env.BQ_WRITE_POOL, trigger_rule="all_done")
+    def transform_window(data_interval_start=None, data_interval_end=None) -> dict:
+        window = raw_ingest.window_for(data_interval_start, data_interval_end, env.AVAILABILITY_LAG)
+        return transform.transform_window(window)
+
+    trigger_alert = TriggerAlertForWindow(task_id="trigger_alert", trigger_rule="all_done")
+
+    wait_for_ingest >> transform_window() >> trigger_alert
+
+
+cdn_log_transform()

@@ -1,0 +1,104 @@
+"""DAGs 2 and 3 through Airflow: the dashboard's numbers, and what reaches Slack."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import env
+from dag_utils.alerting import window_conf
+from dag_utils.raw_ingest import Window
+from dag_utils.tables import DASHBOARD_METRICS
+from tests.airflow_runs import dag_bag, run_dag, task_states
+from tests.conftest import TEST_DATASET, TEST_SIM
+from tools.cdn_api_simulator import true_metrics
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "cdn_connection", "alert_state")
+
+W0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+
+
+def interval_end(i: int) -> datetime:
+    return W0 + (i + 1) * STEP + env.AVAILABILITY_LAG
+
+
+def ingest_and_transform(i: int) -> None:
+    for dag_id in (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID):
+        run = run_dag(dag_id, interval_end(i))
+        assert run.state == "success", task_states(run)
+
+
+def alert(i: int, live: bool = True):
+    window = Window(W0 + i * STEP, W0 + (i + 1) * STEP)
+    dag = dag_bag().dags[env.ALERT_DAG_ID]
+    return dag.test(logical_date=interval_end(i), run_conf=window_conf(window, live))
+
+
+def test_the_dashboard_has_the_apis_numbers_typed_with_utc_and_seoul_minutes(sim, bq) -> None:
+    ingest_and_transform(0)
+    rows = list(bq.query_and_wait(f"SELECT * FROM `local.{TEST_DATASET}.{env.DASHBOARD_TABLE}`"))
+    assert len(rows) == 5 * len(TEST_SIM.domain_list())
+    for row in rows:
+        minute = int(row["minute_utc"].timestamp())
+        assert row["minute_local"] == row["minute_utc"].replace(tzinfo=None) + timedelta(hours=9)
+        assert row["complete"]
+        truth = {
+            e: true_metrics(row["domain"], minute, e, TEST_SIM)
+            for e in ("traffic", "status", "cache")
+        }
+        for column, endpoint, metric, _ in DASHBOARD_METRICS:
+            assert row[column] == truth[endpoint][metric], (column, row["domain"])
+
+
+def test_a_gap_sends_exactly_one_message_naming_it(sim, bq, slack) -> None:
+    sim.configure(rate_empty=0.05)  # minutes that never arrive
+    ingest_and_transform(0)
+    run = alert(0)
+    assert task_states(run) == {"check_window": "success", "notify": "success"}
+    (message,) = slack.messages()
+    assert message["channel"] == env.ALERT_CHANNEL
+    assert "CDN data missing for 10:00-10:05 UTC" in message["text"]
+    assert "domain-minutes missing" in message["text"]
+
+
+def test_three_windows_with_gaps_make_one_message_and_recovery_one_more(sim, bq, slack) -> None:
+    sim.configure(rate_empty=0.05)
+    for i in range(3):
+        ingest_and_transform(i)
+        alert(i)
+    assert [m["text"].split("\n")[0] for m in slack.messages()] == [
+        ":rotating_light: CDN data missing for 10:00-10:05 UTC"
+    ]
+    sim.configure(rate_empty=0.0)
+    ingest_and_transform(3)
+    alert(3)
+    texts = [m["text"] for m in slack.messages()]
+    assert len(texts) == 2 and "complete again for 10:15-10:20 UTC" in texts[1]
+    print("\nSlack stand-in received:\n" + "\n---\n".join(texts))
+
+
+def test_a_twelve_window_backfill_with_gaps_posts_at_most_one_message(sim, bq, slack) -> None:
+    sim.configure(rate_empty=0.05)
+    for i in range(12):
+        ingest_and_transform(i)
+        alert(i, live=False)
+    assert slack.messages() == []
+    sim.configure(rate_empty=0.0)
+    ingest_and_transform(12)
+    alert(12)  # the first live check sums the backfill up
+    (summary,) = slack.messages()
+    assert "Catch-up: 12 windows between 10:00 and 11:00 UTC had gaps" in summary["text"]
+
+
+def test_slack_down_fails_the_alert_task_and_leaves_the_data_alone(sim, bq, slack) -> None:
+    sim.configure(rate_empty=0.05)
+    slack.configure(down=True)
+    ingest_and_transform(0)  # asserts the transform succeeded
+    run = alert(0)
+    assert task_states(run) == {"check_window": "success", "notify": "failed"}
+    assert slack.messages() == []
+    slack.configure(down=False)
+    alert(0)  # the incident was not recorded as told, so the next check tells it
+    assert len(slack.messages()) == 1

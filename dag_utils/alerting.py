@@ -147,8 +147,13 @@ def _missing_line(check: WindowCheck) -> str:
         minutes += ", ..."
     return (
         f"{check.missing} of {check.expected} domain-minutes missing: "
-        f"{check.missing_domains} domains ({domains}); {check.missing_minutes} minutes ({minutes})"
+        f"{_count(check.missing_domains, 'domain')} ({domains}); "
+        f"{_count(check.missing_minutes, 'minute')} ({minutes})"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _add_catchup(catchup: dict | None, check: WindowCheck) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """`make demo`: the pipeline on local stand-ins, under a real Airflow, and what it did.
 
-Starts the CDN API simulator (production faults on, some minutes that never arrive and
-some that arrive late), the BigQuery emulator and Airflow 3 (api-server, scheduler,
-dag-processor) on 127.0.0.1, unpauses the ingest DAG so catchup runs the last hour,
-waits with progress, prints the raw and audit tables, and stops everything it started.
+Starts the CDN API simulator (production faults on, and a gap: some minutes never
+arrive), the BigQuery emulator, the Slack stand-in and Airflow 3 (api-server, scheduler,
+dag-processor) on 127.0.0.1, unpauses the three DAGs so catchup runs the last hour,
+waits with progress, prints the tables and the Slack messages, and stops everything.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import env
 from tools.airflow_stack import AirflowStack
-from tools.local_servers import LOCAL, BigQueryEmulator, CdnApiSimulator
+from tools.local_servers import LOCAL, BigQueryEmulator, CdnApiSimulator, SlackStandIn
 
 DEMO = LOCAL / "demo"
 TOKEN = "dev-token"  # noqa: S105 - the simulator's development token, not a secret
@@ -35,52 +35,62 @@ SIMULATOR = {
     "rate_empty": 0.01,  # a gap: these endpoint-minutes never arrive
     "token": TOKEN,
 }
-DAG_ID = "cdn_raw_ingest"
+SLACK_TOKEN = "xoxb-local-demo"  # noqa: S105 - the stand-in's development token
+DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 
 def main() -> None:
     shutil.rmtree(DEMO, ignore_errors=True)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=now.minute % 5) - timedelta(hours=1)
-    runs_expected = 12
     with (
         CdnApiSimulator(**SIMULATOR) as sim,
         BigQueryEmulator(DEMO / "bigquery") as bigquery_emulator,
+        SlackStandIn(SLACK_TOKEN, (env.ALERT_CHANNEL,)) as slack,
     ):
         os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery_emulator.url
+        slack_conn = {"conn_type": "slack", "password": SLACK_TOKEN,
+                      "extra": {"base_url": slack.api_url}}  # fmt: skip
         settings = {
             "BIGQUERY_EMULATOR_HOST": bigquery_emulator.url,
             "AIRFLOW_CONN_CDN_API": json.dumps(
                 {"conn_type": "http", "host": sim.url, "password": TOKEN}
             ),
+            "AIRFLOW_CONN_SLACK_API_DEFAULT": json.dumps(slack_conn),
             "CDN_START_DATE": start.isoformat(),
             "CDN_API_MAX_IN_FLIGHT": "16",
         }
         print(f"CDN API simulator  {sim.url}  ({json.dumps(SIMULATOR)})")
         print(f"BigQuery emulator  {bigquery_emulator.url}")
+        print(f"Slack stand-in     {slack.api_url}")
         print("starting Airflow (api-server, scheduler, dag-processor) ...", flush=True)
         with AirflowStack(DEMO / "airflow", settings) as airflow:
             print(f"Airflow UI         {airflow.url}  (admin / admin)")
             airflow.set_pool(env.CDN_API_POOL, env.CDN_API_POOL_SLOTS)
             airflow.set_pool(env.BQ_WRITE_POOL, 1)
-            airflow.wait_for_dag(DAG_ID)
-            airflow.set_paused(DAG_ID, False)
-            print(f"unpaused {DAG_ID}: catchup from {start:%H:%M} UTC, {runs_expected} runs")
-            wait_with_progress(airflow, runs_expected)
-            report(sim.stats())
+            for dag_id in DAGS:
+                airflow.wait_for_dag(dag_id)
+                airflow.set_paused(dag_id, False)
+            print(f"unpaused {', '.join(DAGS)}: catchup from {start:%H:%M} UTC")
+            wait_with_progress(airflow, 12)
+            report(sim.stats(), slack.messages())
 
 
-def wait_with_progress(airflow: AirflowStack, expected: int) -> None:
-    deadline = time.monotonic() + 600
+def wait_with_progress(airflow: AirflowStack, windows: int) -> None:
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        states = [r["state"] for r in airflow.runs(DAG_ID)]
-        done = states.count("success") + states.count("failed")
-        total = max(expected, len(states))
-        print(f"  runs finished {done}/{total} ({states.count('failed')} failed)", flush=True)
-        if len(states) >= expected and done == len(states):
+        counts, busy = [], False
+        for dag_id in DAGS:
+            states = [r["state"] for r in airflow.runs(dag_id)]
+            done = states.count("success") + states.count("failed")
+            busy |= done < len(states)
+            counts.append(f"{dag_id} {done}/{len(states)}")
+        print("  runs finished: " + ", ".join(counts), flush=True)
+        transforms = len(airflow.runs(env.TRANSFORM_DAG_ID))
+        if transforms >= windows and not busy:
             return
         time.sleep(5)
-    raise TimeoutError("the catchup did not finish in 10 minutes")
+    raise TimeoutError("the catchup did not finish in 15 minutes")
 
 
 # The demo's own read-only queries; table ids come from env.py through table_id().
@@ -90,14 +100,22 @@ SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, COUNT(DISTINCT domain) A
 FROM `{raw}`"""
 AUDIT = "SELECT * FROM `{audit}` ORDER BY window_start"
 HOSTILE = "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' LIMIT 1"
+DASHBOARD = """
+SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, SUM(requests) AS requests,
+       MIN(minute_local) AS first_local
+FROM `{dashboard}`"""
 AUDIT_COLUMNS = ("calls", "retries", "complete", "incomplete", "refetched", "filled", "lost")
 
 
-def report(api_stats: dict) -> None:
+def report(api_stats: dict, messages: list[dict]) -> None:
     from dag_utils import bigquery
 
     bq = bigquery.client()
-    names = {"raw": bigquery.table_id(env.RAW_TABLE), "audit": bigquery.table_id(env.AUDIT_TABLE)}
+    names = {
+        "raw": bigquery.table_id(env.RAW_TABLE),
+        "audit": bigquery.table_id(env.AUDIT_TABLE),
+        "dashboard": bigquery.table_id(env.DASHBOARD_TABLE),
+    }
     totals = next(iter(bq.query_and_wait(TOTALS.format(**names))))
     minutes = totals["rows"] // max(1, totals["domains"])
     print(f"\nraw table {names['raw']}")
@@ -111,6 +129,15 @@ def report(api_stats: dict) -> None:
     for row in bq.query_and_wait(AUDIT.format(**names)):
         window = f"{row['window_start']:%H:%M}-{row['window_end']:%H:%M}"
         print(f"  {window}  " + "".join(f"{row[c]:>11}" for c in AUDIT_COLUMNS))
+    board = next(iter(bq.query_and_wait(DASHBOARD.format(**names))))
+    print(f"\ndashboard table {names['dashboard']}")
+    print(
+        f"  {board['rows']} typed rows, {board['complete']} complete, {board['requests']:,} "
+        f"requests in all; first minute in {env.DASHBOARD_TIMEZONE}: {board['first_local']}"
+    )
+    print(f"\nSlack messages the stand-in received in {env.ALERT_CHANNEL}: {len(messages)}")
+    for message in messages:
+        print("  " + message["text"].replace("\n", "\n  "))
     hostile = next(iter(bq.query_and_wait(HOSTILE.format(**names))))["domain"]
     print(f"\na hostile domain name, stored verbatim: {hostile!r}")
     print(

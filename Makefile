@@ -12,12 +12,13 @@ BQ_VENV := .local/bq-emulator
 BQ_SYNCED := $(BQ_VENV)/.synced
 DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 
-.PHONY: help venv bq-emulator lock test lint format bench demo simulator clean
+.PHONY: help venv bq-emulator lock test lint format bench demo deploy simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
 	@echo "make demo       run the CDN API client on one window against the local simulator"
 	@echo "make bench      CDN API client benchmark against the simulator (prints figures)"
+	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
 	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make lint       ruff check and format check"
 	@echo "make lock       re-resolve requirements-dev.lock from requirements-dev.in"
@@ -58,6 +59,10 @@ test: lint bq-emulator
 
 bench: venv
 	$(PY) -m tools.bench_cdn_client
+
+deploy: venv
+	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]"; exit 2; }
+	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(DRY_RUN),--dry-run)
 
 demo: venv bq-emulator
 	$(PY) -m tools.demo

@@ -13,17 +13,48 @@ import pendulum
 
 from dag_utils.cdn_api import ClientSettings
 
+# The environment this bundle runs in, from the environment variable CDN_ENV (in Composer:
+# `gcloud composer environments update ENV --update-env-variables CDN_ENV=prod`). The
+# same bundle is deployed everywhere; the profile picks the defaults below, and any
+# CDN_<NAME> environment variable overrides a single setting.
+ENVIRONMENT = os.environ.get("CDN_ENV", "local")
+PROFILES: dict[str, dict[str, str]] = {
+    "local": {  # make demo and the tests: the emulators and stand-ins
+        "DAG_PREFIX": "",
+        "GCP_PROJECT": "local",
+        "BQ_DATASET": "cdn_stats",
+        "SCHEDULE": "*/5 * * * *",
+        "ALERT_CHANNEL": "#cdn-alerts",
+    },
+    "dev": {
+        "DAG_PREFIX": "dev_",
+        "GCP_PROJECT": "cdn-stats-dev",
+        "BQ_DATASET": "cdn_stats_dev",
+        "SCHEDULE": "*/5 * * * *",
+        "ALERT_CHANNEL": "#cdn-alerts-dev",
+    },
+    "prod": {
+        "DAG_PREFIX": "",
+        "GCP_PROJECT": "cdn-stats-prod",
+        "BQ_DATASET": "cdn_stats",
+        "SCHEDULE": "*/5 * * * *",
+        "ALERT_CHANNEL": "#cdn-alerts",
+    },
+}
+if ENVIRONMENT not in PROFILES:
+    raise ValueError(f"CDN_ENV={ENVIRONMENT!r}: expected one of {sorted(PROFILES)}")
 
-def _setting(name: str, default: str) -> str:
-    return os.environ.get(f"CDN_{name}", default)
+
+def _setting(name: str, default: str = "") -> str:
+    return os.environ.get(f"CDN_{name}", PROFILES[ENVIRONMENT].get(name, default))
 
 
 # Google Cloud. In Composer the google provider's default connection carries the
 # environment's service account; locally BIGQUERY_EMULATOR_HOST points at the emulator.
 GCP_CONN_ID = "google_cloud_default"
-GCP_PROJECT = _setting("GCP_PROJECT", "local")
+GCP_PROJECT = _setting("GCP_PROJECT")
 BQ_LOCATION = _setting("BQ_LOCATION", "asia-northeast3")
-BQ_DATASET = _setting("BQ_DATASET", "cdn_stats")
+BQ_DATASET = _setting("BQ_DATASET")
 RAW_TABLE = "raw_cdn_minutes"
 AUDIT_TABLE = "raw_ingest_runs"
 DASHBOARD_TABLE = "cdn_dashboard_minutes"
@@ -34,7 +65,7 @@ STAGING_EXPIRATION = timedelta(days=1)
 # Schedule. Each run covers its data interval shifted back by the availability lag, so
 # consecutive runs tile time; minutes still missing are fetched again by later runs
 # until the late-data horizon, then counted as lost in the audit table.
-SCHEDULE = _setting("SCHEDULE", "*/5 * * * *")
+SCHEDULE = _setting("SCHEDULE")
 START_DATE = pendulum.parse(_setting("START_DATE", "2026-11-24T00:00:00Z"))
 AVAILABILITY_LAG = timedelta(minutes=int(_setting("AVAILABILITY_LAG_MIN", "5")))
 LATE_DATA_HORIZON = timedelta(minutes=int(_setting("LATE_DATA_HORIZON_MIN", "60")))
@@ -57,10 +88,13 @@ CDN_CLIENT = ClientSettings(
 # absent (snapshot isolation) and both insert it. Never give this pool more than one slot.
 BQ_WRITE_POOL = "cdn_bq_writes"
 
-# DAG ids are stable: the UI's pause toggle of the alert DAG is the alerting switch.
-INGEST_DAG_ID = "cdn_raw_ingest"
-TRANSFORM_DAG_ID = "cdn_log_transform"
-ALERT_DAG_ID = "cdn_data_alert"
+# DAG ids are stable, <prefix>cdn_raw_ingest / cdn_log_transform / cdn_data_alert (the
+# prefix is empty in local and prod, "dev_" in dev): the UI's pause toggle of the alert
+# DAG is the alerting switch, so it must always be the same DAG.
+DAG_PREFIX = _setting("DAG_PREFIX")
+INGEST_DAG_ID = f"{DAG_PREFIX}cdn_raw_ingest"
+TRANSFORM_DAG_ID = f"{DAG_PREFIX}cdn_log_transform"
+ALERT_DAG_ID = f"{DAG_PREFIX}cdn_data_alert"
 # The transform waits for the ingest run of its window to finish, failed or not, then
 # transforms whatever is there; past this it transforms anyway.
 INGEST_WAIT = timedelta(seconds=float(_setting("INGEST_WAIT_S", "1800")))
@@ -72,7 +106,7 @@ INGEST_POKE = timedelta(seconds=float(_setting("INGEST_POKE_S", "30")))
 # ALERT_LIVE_WITHIN after their window (catchup, backfill) never post per window: the
 # next live check posts one summary of what they found.
 SLACK_CONN_ID = "slack_api_default"
-ALERT_CHANNEL = _setting("ALERT_CHANNEL", "#cdn-alerts")
+ALERT_CHANNEL = _setting("ALERT_CHANNEL")
 ALERT_REMINDER = timedelta(minutes=int(_setting("ALERT_REMINDER_MIN", "60")))
 ALERT_LIVE_WITHIN = timedelta(minutes=int(_setting("ALERT_LIVE_WITHIN_MIN", "15")))
 EXPECTED_DOMAINS_LOOKBACK = timedelta(days=1)

@@ -2,57 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 from airflow.sdk import CronDataIntervalTimetable
 from airflow.sdk.definitions.timetables.simple import NullTimetable
 
 import env
 from dag_utils.operators import TriggerAlertForWindow
 from tests.airflow_runs import dag_bag
-from tools.local_servers import REPO
+from tools.dag_check import parse_alone
 
 DAG_IDS = {env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID}
 
-# Parses the DAG folder in a fresh interpreter where any network connection raises, with
-# the metadata database pointing at a path that cannot exist: a Variable, Connection or
-# DB read at parse time, or a client that connects at import, becomes an import error.
-PARSE_ALONE = """
-import json, socket, sys
-
-def refuse(*args, **kwargs):
-    raise OSError("network call while parsing DAGs")
-
-socket.socket.connect = socket.socket.connect_ex = refuse
-socket.create_connection = socket.getaddrinfo = refuse
-
-from airflow.dag_processing.dagbag import DagBag
-
-bag = DagBag(dag_folder=sys.argv[1])
-errors = {path: str(error) for path, error in bag.import_errors.items()}
-print(json.dumps({"dags": sorted(bag.dag_ids), "errors": errors}))
-"""
-
 
 def test_the_dag_folder_parses_with_no_servers_network_or_metadata_db() -> None:
-    env_vars = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "BIGQUERY_"))
-    }
-    env_vars["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "sqlite:////nonexistent-dir/airflow.db"
-    done = subprocess.run(
-        [sys.executable, "-c", PARSE_ALONE, str(REPO / "dags")],
-        capture_output=True,
-        text=True,
-        env=env_vars,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    parsed = json.loads(done.stdout.strip().splitlines()[-1])
-    assert parsed == {"dags": sorted(DAG_IDS), "errors": {}}
+    assert parse_alone() == {"dags": sorted(DAG_IDS), "errors": {}}
+
+
+def test_each_environment_names_its_dags_stably() -> None:
+    parsed = parse_alone(extra_env={"CDN_ENV": "dev"})
+    assert parsed == {"dags": sorted("dev_" + d for d in DAG_IDS), "errors": {}}
 
 
 def test_every_dag_has_owner_tags_retries_and_the_right_schedule() -> None:

@@ -175,3 +175,13 @@ class SlackStandIn(ControlledServer):
 
     def reset(self) -> dict[str, Any]:
         return self._control("POST", "reset", {})
+
+
+class GcsEmulator(ServerProcess):
+    """gcp-storage-emulator, in memory; `url` is what STORAGE_EMULATOR_HOST takes."""
+
+    def __init__(self, port: int = 0) -> None:
+        port = port or free_port()
+        emulator = Path(sys.executable).parent / "gcp-storage-emulator"
+        args = [str(emulator), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"]
+        super().__init__("gcs-emulator", args, f"http://127.0.0.1:{port}", "/storage/v1/b")

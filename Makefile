@@ -11,6 +11,9 @@ PYTHON313 ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 pytho
 BQ_VENV := .local/bq-emulator
 BQ_SYNCED := $(BQ_VENV)/.synced
 DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
+# The browser test drives Debian's Chromium (Playwright downloads no browser here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv bq-emulator lock test lint format bench demo deploy simulator clean
 
@@ -54,7 +57,11 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint bq-emulator
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+test: lint bq-emulator $(CHROMIUM)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -15,11 +15,12 @@ DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv bq-emulator lock test lint format bench demo deploy simulator clean
+.PHONY: help venv bq-emulator lock test lint format bench demo demo-down deploy simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
-	@echo "make demo       run the CDN API client on one window against the local simulator"
+	@echo "make demo       the whole pipeline on local stand-ins under a real Airflow; left running"
+	@echo "make demo-down  stop every process make demo started"
 	@echo "make bench      CDN API client benchmark against the simulator (prints figures)"
 	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
 	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
@@ -72,7 +73,10 @@ deploy: venv
 	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(DRY_RUN),--dry-run)
 
 demo: venv bq-emulator
-	$(PY) -m tools.demo
+	$(PY) -m tools.demo up
+
+demo-down: venv
+	$(PY) -m tools.demo down
 
 simulator: venv
 	$(PY) -m tools.cdn_api_simulator --port 8700 $(SIM_ARGS)

@@ -122,7 +122,7 @@ def cdn_connection(sim: CdnApiSimulator, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AIRFLOW_CONN_CDN_API", json.dumps(conn))
 
 
-SLACK_TOKEN = "xoxb-0000-local-test-NEVER-LOG"
+SLACK_TOKEN = "local-slack-test-token-NEVER-LOG"
 
 
 @pytest.fixture(scope="session")

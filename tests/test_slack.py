@@ -41,6 +41,6 @@ def test_refusals_are_errors_and_the_token_is_never_logged(slack, caplog) -> Non
     with pytest.raises(SlackApiError, match="channel_not_found"):
         slack_api.post(client, "#nowhere", "gap", BLOCKS)
     with pytest.raises(SlackApiError, match="invalid_auth"):
-        slack_api.post(slack_api.client("xoxb-wrong", slack.api_url), "#cdn-alerts", "x", BLOCKS)
+        slack_api.post(slack_api.client("wrong-token", slack.api_url), "#cdn-alerts", "x", BLOCKS)
     assert "chat.postMessage" in caplog.text
     assert SLACK_TOKEN not in caplog.text

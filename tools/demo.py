@@ -1,25 +1,33 @@
-"""`make demo`: the pipeline on local stand-ins, under a real Airflow, and what it did.
+"""`make demo` / `make demo-down`: the pipeline on local stand-ins, under a real Airflow.
 
-Starts the CDN API simulator (production faults on, and a gap: some minutes never
+`up` starts the CDN API simulator (production faults on, and a gap: some minutes never
 arrive), the BigQuery emulator, the Slack stand-in and Airflow 3 (api-server, scheduler,
-dag-processor) on 127.0.0.1, unpauses the three DAGs so catchup runs the last hour,
-waits with progress, prints the tables and the Slack messages, and stops everything.
+dag-processor, triggerer) on 127.0.0.1. It provisions connections, variables and pools
+from config/airflow-local.json and unpauses the three DAGs so catchup runs the last
+hour. It waits with progress, prints what happened, and leaves everything running for
+you to explore. `down` stops every process `up` started, and nothing else. Running `up`
+twice is safe: it stops the previous demo first.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 
+import requests
+
 import env
-from tools.airflow_stack import AirflowStack
-from tools.local_servers import LOCAL, BigQueryEmulator, CdnApiSimulator, SlackStandIn
+from tools.airflow_stack import PASSWORD, USER, AirflowStack
+from tools.local_servers import LOCAL, REPO, BigQueryEmulator, CdnApiSimulator, SlackStandIn
 
 DEMO = LOCAL / "demo"
-TOKEN = "dev-token"  # noqa: S105 - the simulator's development token, not a secret
+PIDS = DEMO / "processes.json"
+PROVISIONING = REPO / "config" / "airflow-local.json"
 SIMULATOR = {
     "domains": 20,
     "hostile": True,
@@ -33,47 +41,131 @@ SIMULATOR = {
     "rate_reorder": 0.1,
     "rate_null": 0.01,
     "rate_empty": 0.01,  # a gap: these endpoint-minutes never arrive
-    "token": TOKEN,
 }
-SLACK_TOKEN = "xoxb-local-demo"  # noqa: S105 - the stand-in's development token
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 
-def main() -> None:
+def up() -> None:
+    down(quiet=True)
     shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir(parents=True)
+    provisioning = json.loads(PROVISIONING.read_text())
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=now.minute % 5) - timedelta(hours=1)
-    with (
-        CdnApiSimulator(**SIMULATOR) as sim,
-        BigQueryEmulator(DEMO / "bigquery") as bigquery_emulator,
-        SlackStandIn(SLACK_TOKEN, (env.ALERT_CHANNEL,)) as slack,
-    ):
-        os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery_emulator.url
-        slack_conn = {"conn_type": "slack", "password": SLACK_TOKEN,
-                      "extra": {"base_url": slack.api_url}}  # fmt: skip
+    try:
+        sim = _started(
+            CdnApiSimulator(token=provisioning["connections"]["cdn_api"]["password"], **SIMULATOR)
+        )
+        bigquery = _started(BigQueryEmulator(DEMO / "bigquery"))
+        slack_token = provisioning["connections"]["slack_api_default"]["password"]
+        slack = _started(SlackStandIn(slack_token, (env.ALERT_CHANNEL,)))
+        os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery.url
         settings = {
-            "BIGQUERY_EMULATOR_HOST": bigquery_emulator.url,
-            "AIRFLOW_CONN_CDN_API": json.dumps(
-                {"conn_type": "http", "host": sim.url, "password": TOKEN}
-            ),
-            "AIRFLOW_CONN_SLACK_API_DEFAULT": json.dumps(slack_conn),
+            "BIGQUERY_EMULATOR_HOST": bigquery.url,
             "CDN_START_DATE": start.isoformat(),
             "CDN_API_MAX_IN_FLIGHT": "16",
         }
         print(f"CDN API simulator  {sim.url}  ({json.dumps(SIMULATOR)})")
-        print(f"BigQuery emulator  {bigquery_emulator.url}")
+        print(f"BigQuery emulator  {bigquery.url}")
         print(f"Slack stand-in     {slack.api_url}")
-        print("starting Airflow (api-server, scheduler, dag-processor) ...", flush=True)
-        with AirflowStack(DEMO / "airflow", settings) as airflow:
-            print(f"Airflow UI         {airflow.url}  (admin / admin)")
-            airflow.set_pool(env.CDN_API_POOL, env.CDN_API_POOL_SLOTS)
-            airflow.set_pool(env.BQ_WRITE_POOL, 1)
-            for dag_id in DAGS:
-                airflow.wait_for_dag(dag_id)
-                airflow.set_paused(dag_id, False)
-            print(f"unpaused {', '.join(DAGS)}: catchup from {start:%H:%M} UTC")
-            wait_with_progress(airflow, 12)
-            report(sim.stats(), slack.messages())
+        print("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...", flush=True)
+        airflow = AirflowStack(DEMO / "airflow", settings, triggerer=True)
+        try:
+            airflow.start()
+        finally:
+            _record([p.pid for p in airflow.procs])
+        provision(airflow, provisioning, {"cdn_api_url": sim.url, "slack_api_url": slack.api_url})
+        for dag_id in DAGS:
+            airflow.wait_for_dag(dag_id)
+            airflow.set_paused(dag_id, False)
+        print(f"unpaused {', '.join(DAGS)}: catchup from {start:%H:%M} UTC")
+        wait_with_progress(airflow, 12)
+        report(sim.stats(), slack.messages())
+    except BaseException:
+        print("the demo did not come up; stopping what it started (logs: .local/logs, "
+              ".local/demo/airflow/service-logs)")  # fmt: skip
+        down(quiet=True)
+        raise
+    print(f"\nAirflow UI: {airflow.url}  (login {USER} / {PASSWORD}). Everything keeps running;")
+    print("pause cdn_data_alert there to switch alerting off. `make demo-down` stops it all.")
+
+
+def provision(airflow: AirflowStack, provisioning: dict, addresses: dict[str, str]) -> None:
+    """Connections, variables and pools from the checked-in development file."""
+    for conn_id, conn in provisioning["connections"].items():
+        body = {
+            "connection_id": conn_id,
+            "conn_type": conn["conn_type"],
+            "host": conn.get("host", "").format(**addresses) or None,
+            "password": conn.get("password"),
+            "extra": json.dumps(conn["extra"]).replace(
+                "{slack_api_url}", addresses["slack_api_url"]
+            )
+            if "extra" in conn
+            else None,
+        }
+        _upsert(airflow, "connections", conn_id, body)
+    for key, value in provisioning["variables"].items():
+        _upsert(airflow, "variables", key, {"key": key, "value": value})
+    for name, slots in provisioning["pools"].items():
+        airflow.set_pool(name, slots)
+
+
+def _filled(value, addresses: dict[str, str]):
+    """The value with {placeholders} in its strings replaced by the stand-ins' addresses."""
+    if isinstance(value, dict):
+        return {k: _filled(v, addresses) for k, v in value.items()}
+    return value.format(**addresses) if isinstance(value, str) else value
+
+
+def _upsert(airflow: AirflowStack, kind: str, key: str, body: dict) -> None:
+    try:
+        airflow.api("POST", kind, **body)
+    except requests.HTTPError:
+        airflow.api("PATCH", f"{kind}/{key}", **body)
+
+
+def down(quiet: bool = False) -> None:
+    """Stop every process group `up` recorded, and nothing else."""
+    pids = json.loads(PIDS.read_text()) if PIDS.exists() else []
+    alive = [pid for pid in pids if _is_ours(pid)]
+    for pid in alive:
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_group_alive(pid) for pid in alive):
+        time.sleep(0.5)
+    for pid in alive:
+        if _group_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    PIDS.unlink(missing_ok=True)
+    if not quiet:
+        print(f"stopped {len(alive)} demo process groups" if alive else "no demo was running")
+
+
+def _started(server):
+    _record([server.proc.pid])
+    return server
+
+
+def _record(pids: list[int]) -> None:
+    known = json.loads(PIDS.read_text()) if PIDS.exists() else []
+    PIDS.write_text(json.dumps(known + pids))
+
+
+def _is_ours(pid: int) -> bool:
+    """Still the session leader `up` started (a reused pid would not lead its session)."""
+    try:
+        return os.getsid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def wait_with_progress(airflow: AirflowStack, windows: int) -> None:
@@ -86,8 +178,7 @@ def wait_with_progress(airflow: AirflowStack, windows: int) -> None:
             busy |= done < len(states)
             counts.append(f"{dag_id} {done}/{len(states)}")
         print("  runs finished: " + ", ".join(counts), flush=True)
-        transforms = len(airflow.runs(env.TRANSFORM_DAG_ID))
-        if transforms >= windows and not busy:
+        if len(airflow.runs(env.TRANSFORM_DAG_ID)) >= windows and not busy:
             return
         time.sleep(5)
     raise TimeoutError("the catchup did not finish in 15 minutes")
@@ -99,11 +190,11 @@ SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, COUNT(DISTINCT domain) A
        MIN(minute) AS first, MAX(minute) AS last
 FROM `{raw}`"""
 AUDIT = "SELECT * FROM `{audit}` ORDER BY window_start"
-HOSTILE = "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' LIMIT 1"
 DASHBOARD = """
 SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, SUM(requests) AS requests,
        MIN(minute_local) AS first_local
 FROM `{dashboard}`"""
+HOSTILE = "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' LIMIT 1"
 AUDIT_COLUMNS = ("calls", "retries", "complete", "incomplete", "refetched", "filled", "lost")
 
 
@@ -144,6 +235,12 @@ def report(api_stats: dict, messages: list[dict]) -> None:
         f"the CDN API saw {api_stats['calls']} calls, at most {api_stats['max_in_flight']} "
         f"in flight; by status {api_stats['by_status']}"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("up", "down"))
+    {"up": up, "down": down}[parser.parse_args().action]()
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
+                start_new_session=True,  # `make demo-down` stops it with any children
             )
         self._wait_ready(ready_path)
 

@@ -108,7 +108,7 @@ def build_app(token: str, channels: list[str]) -> web.Application:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--token", default="xoxb-local-dev-token")
+    parser.add_argument("--token", default="local-slack-token")
     parser.add_argument("--channels", nargs="*", default=["#cdn-alerts"])
     args = parser.parse_args()
     app = build_app(args.token, args.channels)

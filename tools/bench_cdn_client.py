@@ -102,9 +102,9 @@ def print_table(results: dict[str, dict], title: str) -> None:
     columns = list(next(iter(results.values())))
     width = max(map(len, results)) + 2
     print(f"\nCDN API client benchmark: {title}")
-    print("scenario".ljust(width) + "".join(c.rjust(15) for c in columns[:8]))
+    print("scenario".ljust(width) + "".join(c.rjust(17) for c in columns[:8]))
     for name, row in results.items():
-        print(name.ljust(width) + "".join(str(row[c]).rjust(15) for c in columns[:8]))
+        print(name.ljust(width) + "".join(str(row[c]).rjust(17) for c in columns[:8]))
     for name, row in results.items():
         extras = ", ".join(f"{c}={row[c]}" for c in columns[8:])
         print(f"  {name}: {extras}")

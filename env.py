@@ -77,6 +77,9 @@ MAX_ACTIVE_RUNS = int(_setting("MAX_ACTIVE_RUNS", "4"))
 CDN_API_CONN_ID = "cdn_api"
 CDN_API_POOL = "cdn_api"
 CDN_API_POOL_SLOTS = int(_setting("API_POOL_SLOTS", "1"))
+# A window's domains are fetched in shards of at most this many, one mapped task each;
+# an account of up to SHARD_SIZE domains is one shard.
+SHARD_SIZE = int(_setting("SHARD_SIZE", "1000"))
 CDN_API_MAX_IN_FLIGHT = int(_setting("API_MAX_IN_FLIGHT", "64"))
 CDN_CLIENT = ClientSettings(
     max_concurrency=max(1, CDN_API_MAX_IN_FLIGHT // CDN_API_POOL_SLOTS),

@@ -115,7 +115,11 @@ def query(bq: bigquery.Client, sql: str, params: Mapping[str, Any]) -> list[bigq
     return list(bq.query_and_wait(sql, job_config=config, location=env.BQ_LOCATION))
 
 
-def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter:
+def _parameter(
+    name: str, value: Any
+) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return bigquery.ArrayQueryParameter(name, "STRING", value)
     kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
     kind = next((k for t, k in kinds.items() if isinstance(value, t)), None)
     if kind is None:

@@ -1,9 +1,11 @@
 """DAG 1's work: fetch a window from the CDN API and publish it to the raw table.
 
-`fetch_to_staging` (holds a slot of the API pool) fetches the window and the earlier
-minutes still incomplete within the late-data horizon, streams the records into a
-Parquet file and loads it into a staging table of its own. `publish` then writes the
-staging table into the raw table and the audit row in one transaction. A failure at any
+`plan_shards` lists the domains and cuts them into shards of `env.SHARD_SIZE`.
+`fetch_shard` (one mapped task per shard, each holding a slot of the API pool) fetches
+its domains for the window, and the earlier minutes of its domains still incomplete
+within the late-data horizon. It streams the records into a Parquet file and loads it
+into a staging table of its own. `publish` combines the shards' staging tables and
+writes them into the raw table, with the audit row, in one transaction. A failure at any
 step leaves the raw table as it was; a retry or a rerun repeats the step idempotently.
 """
 
@@ -31,8 +33,8 @@ from dag_utils.cdn_api import ENDPOINTS, CdnApiClient, ClientSettings, DomainMin
 log = logging.getLogger(__name__)
 
 _BATCH_ROWS = 5_000
-_FETCH_COUNTS = ("run_id", "domains", "calls", "retries", "failures", "complete", "incomplete",
-                 "refetched", "filled", "fetch_seconds")  # fmt: skip
+_SHARD_COUNTS = ("domains", "calls", "retries", "failures", "complete", "incomplete",
+                 "refetched", "filled")  # fmt: skip
 _STAGING_ARROW = pa.schema(
     [
         pa.field("minute", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -86,10 +88,18 @@ def base_url(host: str | None, schema: str | None = None, port: int | None = Non
     return f"{schema or 'https'}://{host}" + (f":{port}" if port else "")
 
 
-def staging_table(run_id: str) -> str:
-    """A staging table of the run's own, named from a hash of its run id."""
+def staging_table(run_id: str, shard: int | None = None) -> str:
+    """A staging table of the run's own (and of one shard), named from a hash of its run id."""
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:16]
-    return bigquery.table_id(f"{env.STAGING_TABLE_PREFIX}{digest}")
+    suffix = "" if shard is None else f"_{shard}"
+    return bigquery.table_id(f"{env.STAGING_TABLE_PREFIX}{digest}{suffix}")
+
+
+def shards_of(domains: list[str], size: int) -> list[list[str]]:
+    """Consecutive slices of at most `size` domains; one when the account is small."""
+    if size < 1:
+        raise ValueError("the shard size must be at least 1")
+    return [domains[i : i + size] for i in range(0, len(domains), size)] or [[]]
 
 
 def merge_refetched(old: DomainMinute, new: DomainMinute) -> DomainMinute:
@@ -127,24 +137,36 @@ def write_staging_file(records: Iterable[DomainMinute], path: Path, run_id: str)
     return rows
 
 
-def fetch_to_staging(
+def plan_shards(
+    api_url: str, token: str, settings: ClientSettings = env.CDN_CLIENT
+) -> list[list[str]]:
+    """The domains the API lists, cut into shards; creates the tables when missing."""
+    bq = bigquery.client()
+    for spec in (tables.RAW, tables.AUDIT):
+        bigquery.ensure_table(bq, spec)
+    domains = CdnApiClient(api_url, token, settings).list_domains()
+    shards = shards_of(domains, env.SHARD_SIZE)
+    log.info("%d domains in %d shards of at most %d", len(domains), len(shards), env.SHARD_SIZE)
+    return shards
+
+
+def fetch_shard(
     window: Window,
     run_id: str,
+    shard: int,
+    domains: list[str],
     api_url: str,
     token: str,
     settings: ClientSettings = env.CDN_CLIENT,
 ) -> dict[str, Any]:
-    """Fetch the window and the late minutes into this run's staging table.
+    """Fetch one shard's domains for the window, and their late minutes, into staging.
 
     Returns what `publish` needs (no secrets: it travels through XCom).
     """
     started = time.monotonic()
     bq = bigquery.client()
-    for spec in (tables.RAW, tables.AUDIT):
-        bigquery.ensure_table(bq, spec)
-    late = _incomplete_rows(bq, *window.late_range(env.LATE_DATA_HORIZON))
+    late = _incomplete_rows(bq, domains, *window.late_range(env.LATE_DATA_HORIZON))
     client = CdnApiClient(api_url, token, settings)
-    domains = client.list_domains()
     wanted = [(d, m, ENDPOINTS) for d in domains for m in window.minutes]
     wanted += [(r.domain, r.minute, missing_endpoints(r)) for r in late.values()]
     counts = {"complete": 0, "incomplete": 0, "refetched": len(late), "filled": 0}
@@ -159,18 +181,15 @@ def fetch_to_staging(
                 counts["complete" if record.complete else "incomplete"] += 1
             yield record
 
-    staging = staging_table(run_id)
+    staging = staging_table(run_id, shard)
     with tempfile.TemporaryDirectory(prefix="cdn-raw-") as tmp:
         path = Path(tmp) / "staging.parquet"
         write_staging_file(tally(client.fetch(wanted)), path, run_id)
         loaded = bigquery.load_parquet(bq, path, staging, tables.RAW_STAGING_SCHEMA)
     _expire(bq, staging)
     stats = client.summary()
-    log.info("staged %d rows in %s: %s", loaded, staging, counts)
+    log.info("shard %d: staged %d rows in %s: %s", shard, loaded, staging, counts)
     return {
-        "run_id": run_id,
-        "window_start": window.start.isoformat(),
-        "window_end": window.end.isoformat(),
         "staging_table": staging,
         "domains": len(domains),
         "calls": stats["calls"],
@@ -182,39 +201,41 @@ def fetch_to_staging(
     }
 
 
-def publish(fetched: dict[str, Any]) -> dict[str, Any]:
-    """Write a staged fetch into the raw table and its audit row, in one transaction."""
+def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the shards' staged rows into the raw table and the audit row, in one transaction."""
     bq = bigquery.client()
-    window = Window(
-        datetime.fromisoformat(fetched["window_start"]),
-        datetime.fromisoformat(fetched["window_end"]),
-    )
     names = {"raw": bigquery.table_id(env.RAW_TABLE), "audit": bigquery.table_id(env.AUDIT_TABLE)}
+    staged = [s["staging_table"] for s in shards]
     try:
-        bq.get_table(fetched["staging_table"])
+        for table in staged:
+            bq.get_table(table)
     except NotFound:
-        done = bigquery.query(
-            bq, sql.SELECT_AUDIT_ROW.format(**names), {"run_id": fetched["run_id"]}
-        )
-        if done:  # an earlier try committed and dropped the staging table
+        done = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), {"run_id": run_id})
+        if done:  # an earlier try committed and dropped the staging tables
             return _audit_summary(dict(done[0]))
         raise
+    combined = staging_table(run_id)
+    union = "\nUNION ALL\n".join(f"SELECT * FROM `{t}`" for t in staged)  # noqa: S608 - our ids
+    bigquery.query(bq, sql.COMBINE_STAGING.format(staging=combined, shards=union), {})
     since, _ = window.late_range(env.LATE_DATA_HORIZON)
     lost_since, lost_until = window.lost_range(env.LATE_DATA_HORIZON)
-    params = {key: fetched[key] for key in _FETCH_COUNTS}
+    params: dict[str, Any] = {key: sum(s[key] for s in shards) for key in _SHARD_COUNTS}
     params |= {
+        "run_id": run_id,
+        "fetch_seconds": max(s["fetch_seconds"] for s in shards),
         "window_start": window.start,
         "window_end": window.end,
         "since": since,
         "until": window.end,
         "lost_since": lost_since,
         "lost_until": lost_until,
-        "client_stats": json.dumps(fetched["client_stats"]),
+        "client_stats": json.dumps({"shards": [s["client_stats"] for s in shards]}),
     }
-    statement = sql.PUBLISH_RAW.format(staging=fetched["staging_table"], **names)
+    statement = sql.PUBLISH_RAW.format(staging=combined, **names)
     bigquery.query(bq, statement, params)
-    bq.delete_table(fetched["staging_table"], not_found_ok=True)
-    row = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), {"run_id": fetched["run_id"]})
+    for table in (*staged, combined):
+        bq.delete_table(table, not_found_ok=True)
+    row = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), {"run_id": run_id})
     summary = _audit_summary(dict(row[0]))
     log.info("published %s", summary)
     return summary
@@ -227,10 +248,11 @@ def _audit_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _incomplete_rows(
-    bq: Any, since: datetime, until: datetime
+    bq: Any, domains: list[str], since: datetime, until: datetime
 ) -> dict[tuple[str, int], DomainMinute]:
+    """Earlier incomplete records of these domains in [since, until)."""
     statement = sql.SELECT_INCOMPLETE_RAW.format(raw=bigquery.table_id(env.RAW_TABLE))
-    rows = bigquery.query(bq, statement, {"since": since, "until": until})
+    rows = bigquery.query(bq, statement, {"since": since, "until": until, "domains": domains})
     return {
         (r["domain"], r["minute"]): DomainMinute(
             r["domain"],

@@ -13,12 +13,19 @@ _TYPED = ",\n       ".join(
 )
 _COLUMNS = ", ".join(column for column, *_ in DASHBOARD_METRICS)
 
-# Incomplete raw rows in [@since, @until): the minutes later runs fetch again.
+# Incomplete raw rows of a shard's domains in [@since, @until): what later runs fetch again.
 SELECT_INCOMPLETE_RAW = """
 SELECT domain, UNIX_SECONDS(minute) AS minute,
        TO_JSON_STRING(metrics) AS metrics, TO_JSON_STRING(errors) AS errors
 FROM `{raw}`
-WHERE NOT complete AND minute >= @since AND minute < @until
+WHERE NOT complete AND minute >= @since AND minute < @until AND domain IN UNNEST(@domains)
+"""
+
+# One staging table from the shards' staging tables ({shards}: SELECTs joined by UNION ALL,
+# built by raw_ingest from this run's own table ids).
+COMBINE_STAGING = """
+CREATE OR REPLACE TABLE `{staging}` AS
+{shards}
 """
 
 # Publishes one fetch atomically: every staged (domain, minute) replaces its raw row,

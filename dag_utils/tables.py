@@ -61,7 +61,7 @@ AUDIT = TableSpec(
         _field("window_start", "TIMESTAMP", "First minute of the run's window", required=True),
         _field("window_end", "TIMESTAMP", "End of the window (exclusive)", required=True),
         _field("domains", "INT64", "Domains the API listed"),
-        _field("calls", "INT64", "HTTP calls made, retries included"),
+        _field("calls", "INT64", "HTTP calls of the shard fetches, retries included"),
         _field("retries", "INT64", "Calls that were retries"),
         _field("failures", "INT64", "Endpoint-minutes that failed after retries"),
         _field("complete", "INT64", "Window domain-minutes stored complete"),

@@ -1,10 +1,11 @@
 """DAG 1 of 3 — CDN statistics API → BigQuery raw table, one window per run.
 
 Each run covers its data interval shifted back by the availability lag (`env.py`), so
-consecutive runs tile time and catchup backfills history. `fetch_to_staging` takes a
-slot of the `cdn_api` pool, which caps the calls in flight on the API across all runs;
-`publish_window` writes the window and its audit row in one BigQuery transaction,
-holding the single slot of the `cdn_bq_writes` pool so no two writers race.
+consecutive runs tile time and catchup backfills history. `plan_shards` lists the
+domains and cuts them into shards; `fetch_shard` is mapped over them, each taking a slot
+of the `cdn_api` pool, whose slots times the per-task ceiling cap the calls in flight on
+the API across all runs. `publish_window` writes every shard and the audit row in one
+BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from airflow.sdk import BaseHook, CronDataIntervalTimetable, dag, task
 
 import env
 from dag_utils import raw_ingest
+
+
+def _api() -> tuple[str, str]:
+    """The API's base URL and token, from the Airflow Connection, at run time."""
+    conn = BaseHook.get_connection(env.CDN_API_CONN_ID)
+    return raw_ingest.base_url(conn.host, conn.schema, conn.port), conn.password
+
+
+def _window(data_interval_start, data_interval_end) -> raw_ingest.Window:
+    return raw_ingest.window_for(data_interval_start, data_interval_end, env.AVAILABILITY_LAG)
 
 
 @dag(
@@ -27,17 +38,24 @@ from dag_utils import raw_ingest
 )
 def cdn_raw_ingest() -> None:
     @task(pool=env.CDN_API_POOL)
-    def fetch_to_staging(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-        window = raw_ingest.window_for(data_interval_start, data_interval_end, env.AVAILABILITY_LAG)
-        api = BaseHook.get_connection(env.CDN_API_CONN_ID)
-        url = raw_ingest.base_url(api.host, api.schema, api.port)
-        return raw_ingest.fetch_to_staging(window, run_id, url, api.password)
+    def plan_shards() -> list[list[str]]:
+        return raw_ingest.plan_shards(*_api())
+
+    @task(pool=env.CDN_API_POOL)
+    def fetch_shard(
+        domains: list[str], data_interval_start=None, data_interval_end=None, run_id=None, ti=None
+    ) -> dict:
+        window = _window(data_interval_start, data_interval_end)
+        return raw_ingest.fetch_shard(window, run_id, ti.map_index, domains, *_api())
 
     @task(pool=env.BQ_WRITE_POOL)
-    def publish_window(fetched: dict) -> dict:
-        return raw_ingest.publish(fetched)
+    def publish_window(
+        shards: list[dict], data_interval_start=None, data_interval_end=None, run_id=None
+    ) -> dict:
+        window = _window(data_interval_start, data_interval_end)
+        return raw_ingest.publish(window, run_id, list(shards))
 
-    publish_window(fetch_to_staging())
+    publish_window(fetch_shard.expand(domains=plan_shards()))
 
 
 cdn_raw_ingest()

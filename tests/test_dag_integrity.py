@@ -43,7 +43,8 @@ def test_every_dag_has_owner_tags_retries_and_the_right_schedule() -> None:
 def test_api_calls_and_table_writes_are_bounded_by_pools() -> None:
     bag = dag_bag()
     ingest, transform = bag.dags[env.INGEST_DAG_ID], bag.dags[env.TRANSFORM_DAG_ID]
-    assert ingest.get_task("fetch_to_staging").pool == env.CDN_API_POOL
+    assert ingest.get_task("plan_shards").pool == env.CDN_API_POOL
+    assert ingest.get_task("fetch_shard").pool == env.CDN_API_POOL
     assert ingest.get_task("publish_window").pool == env.BQ_WRITE_POOL
     assert transform.get_task("transform_window").pool == env.BQ_WRITE_POOL
 

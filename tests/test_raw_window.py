@@ -7,7 +7,14 @@ import pytest
 
 from dag_utils.bigquery import table_id
 from dag_utils.cdn_api import DomainMinute
-from dag_utils.raw_ingest import Window, base_url, merge_refetched, staging_table, window_for
+from dag_utils.raw_ingest import (
+    Window,
+    base_url,
+    merge_refetched,
+    shards_of,
+    staging_table,
+    window_for,
+)
 
 LAG = timedelta(minutes=5)
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -80,3 +87,10 @@ def test_table_ids_come_from_configuration_only() -> None:
     )
     with pytest.raises(ValueError, match="plain BigQuery identifier"):
         table_id("raw`; DROP TABLE x; --")
+
+
+def test_domains_are_cut_into_shards_in_order_and_a_small_account_is_one_shard() -> None:
+    domains = [f"d{i}" for i in range(10)]
+    assert shards_of(domains, 4) == [domains[:4], domains[4:8], domains[8:]]
+    assert shards_of(domains, 1000) == [domains]
+    assert shards_of([], 1000) == [[]]

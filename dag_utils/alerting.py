@@ -61,18 +61,13 @@ def is_live(run_started: datetime | None, interval_end: datetime, run_type: str)
 
 def check_window(window: Window) -> WindowCheck:
     bq = bigquery.client()
-    for spec in (tables.RAW, tables.DASHBOARD):
-        bigquery.ensure_table(bq, spec)
-    names = {
-        "raw": bigquery.table_id(env.RAW_TABLE),
-        "dashboard": bigquery.table_id(env.DASHBOARD_TABLE),
-    }
+    bigquery.ensure_tables(bq, tables.RAW, tables.DASHBOARD)
     params = {
         "window_start": window.start,
         "window_end": window.end,
         "lookback_start": window.start - env.EXPECTED_DOMAINS_LOOKBACK,
     }
-    (row,) = bigquery.query(bq, sql.CHECK_WINDOW.format(**names), params)
+    (row,) = bigquery.query(bq, sql.CHECK_WINDOW.format(**bigquery.table_ids()), params)
     return WindowCheck(
         window.start.isoformat(),
         window.end.isoformat(),

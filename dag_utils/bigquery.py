@@ -45,6 +45,20 @@ def table_id(name: str, dataset: str | None = None) -> str:
     return ".".join(parts)
 
 
+def table_ids() -> dict[str, str]:
+    """The pipeline's table ids by role: what fills {raw}, {audit}, {dashboard} in sql.py."""
+    return {
+        "raw": table_id(env.RAW_TABLE),
+        "audit": table_id(env.AUDIT_TABLE),
+        "dashboard": table_id(env.DASHBOARD_TABLE),
+    }
+
+
+def ensure_tables(bq: bigquery.Client, *specs: TableSpec) -> None:
+    for spec in specs:
+        ensure_table(bq, spec)
+
+
 def timezone_name(name: str) -> str:
     """An IANA time zone name from configuration, checked before it goes into SQL text."""
     if name not in zoneinfo.available_timezones():

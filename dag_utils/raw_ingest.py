@@ -142,8 +142,7 @@ def plan_shards(
 ) -> list[list[str]]:
     """The domains the API lists, cut into shards; creates the tables when missing."""
     bq = bigquery.client()
-    for spec in (tables.RAW, tables.AUDIT):
-        bigquery.ensure_table(bq, spec)
+    bigquery.ensure_tables(bq, tables.RAW, tables.AUDIT)
     domains = CdnApiClient(api_url, token, settings).list_domains()
     shards = shards_of(domains, env.SHARD_SIZE)
     log.info("%d domains in %d shards of at most %d", len(domains), len(shards), env.SHARD_SIZE)
@@ -204,7 +203,7 @@ def fetch_shard(
 def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[str, Any]:
     """Write the shards' staged rows into the raw table and the audit row, in one transaction."""
     bq = bigquery.client()
-    names = {"raw": bigquery.table_id(env.RAW_TABLE), "audit": bigquery.table_id(env.AUDIT_TABLE)}
+    names = bigquery.table_ids()
     staged = [s["staging_table"] for s in shards]
     try:
         for table in staged:
@@ -251,7 +250,7 @@ def _incomplete_rows(
     bq: Any, domains: list[str], since: datetime, until: datetime
 ) -> dict[tuple[str, int], DomainMinute]:
     """Earlier incomplete records of these domains in [since, until)."""
-    statement = sql.SELECT_INCOMPLETE_RAW.format(raw=bigquery.table_id(env.RAW_TABLE))
+    statement = sql.SELECT_INCOMPLETE_RAW.format(**bigquery.table_ids())
     rows = bigquery.query(bq, statement, {"since": since, "until": until, "domains": domains})
     return {
         (r["domain"], r["minute"]): DomainMinute(

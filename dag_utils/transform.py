@@ -15,12 +15,8 @@ log = logging.getLogger(__name__)
 def transform_window(window: Window) -> dict[str, Any]:
     """Replace the window's dashboard rows from the raw table, atomically and idempotently."""
     bq = bigquery.client()
-    for spec in (tables.RAW, tables.DASHBOARD):
-        bigquery.ensure_table(bq, spec)
-    names = {
-        "raw": bigquery.table_id(env.RAW_TABLE),
-        "dashboard": bigquery.table_id(env.DASHBOARD_TABLE),
-    }
+    bigquery.ensure_tables(bq, tables.RAW, tables.DASHBOARD)
+    names = bigquery.table_ids()
     params = {"window_start": window.start, "window_end": window.end}
     timezone = bigquery.timezone_name(env.DASHBOARD_TIMEZONE)
     bigquery.query(bq, sql.TRANSFORM_WINDOW.format(timezone=timezone, **names), params)

@@ -9,20 +9,18 @@ is unpaused; paused, it ends skipped and creates no run.
 from __future__ import annotations
 
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import dag, task
 
 import env
 from dag_utils import raw_ingest, transform
 from dag_utils.operators import TriggerAlertForWindow
+from dag_utils.schedule import windowed_dag_args, windows
 
 
 @dag(
     dag_id=env.TRANSFORM_DAG_ID,
-    schedule=CronDataIntervalTimetable(env.SCHEDULE, timezone="UTC"),
-    start_date=env.START_DATE,
-    catchup=True,
-    max_active_runs=env.MAX_ACTIVE_RUNS,
-    default_args=env.DEFAULT_ARGS,
+    schedule=windows(),
+    **windowed_dag_args(),
     tags=["cdn", "transform"],
     doc_md=__doc__,
 )

@@ -10,10 +10,11 @@ BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool.
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook, CronDataIntervalTimetable, dag, task
+from airflow.sdk import BaseHook, dag, task
 
 import env
 from dag_utils import raw_ingest
+from dag_utils.schedule import windowed_dag_args, windows
 
 
 def _api() -> tuple[str, str]:
@@ -28,11 +29,8 @@ def _window(data_interval_start, data_interval_end) -> raw_ingest.Window:
 
 @dag(
     dag_id=env.INGEST_DAG_ID,
-    schedule=CronDataIntervalTimetable(env.SCHEDULE, timezone="UTC"),
-    start_date=env.START_DATE,
-    catchup=True,
-    max_active_runs=env.MAX_ACTIVE_RUNS,
-    default_args=env.DEFAULT_ARGS,
+    schedule=windows(),
+    **windowed_dag_args(),
     tags=["cdn", "ingest"],
     doc_md=__doc__,
 )

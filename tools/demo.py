@@ -202,11 +202,7 @@ def report(api_stats: dict, messages: list[dict]) -> None:
     from dag_utils import bigquery
 
     bq = bigquery.client()
-    names = {
-        "raw": bigquery.table_id(env.RAW_TABLE),
-        "audit": bigquery.table_id(env.AUDIT_TABLE),
-        "dashboard": bigquery.table_id(env.DASHBOARD_TABLE),
-    }
+    names = bigquery.table_ids()
     totals = next(iter(bq.query_and_wait(TOTALS.format(**names))))
     minutes = totals["rows"] // max(1, totals["domains"])
     print(f"\nraw table {names['raw']}")

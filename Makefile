@@ -15,13 +15,14 @@ DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv bq-emulator lock test lint format bench demo demo-down deploy simulator clean
+.PHONY: help venv bq-emulator lock test lint format bench bench-scale demo demo-down deploy simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
 	@echo "make demo       the whole pipeline on local stand-ins under a real Airflow; left running"
 	@echo "make demo-down  stop every process make demo started"
 	@echo "make bench      CDN API client benchmark against the simulator (prints figures)"
+	@echo "make bench-scale  10,000 domains x one window through the ingest DAG (prints figures)"
 	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
 	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make lint       ruff check and format check"
@@ -67,6 +68,9 @@ test: lint bq-emulator $(CHROMIUM)
 
 bench: venv
 	$(PY) -m tools.bench_cdn_client
+
+bench-scale: venv bq-emulator
+	$(PY) -m tools.bench_scale
 
 deploy: venv
 	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]"; exit 2; }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import resource
 import threading
 import time
 from collections import Counter
@@ -82,4 +83,5 @@ class RunStats:
                 **extra,
                 "wall_s": round(time.monotonic() - self._started, 3),
                 "cpu_s": round(time.process_time() - self._cpu_started, 3),
+                "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }

@@ -84,7 +84,7 @@ def report(run: dict, tis: list[dict], server: dict) -> None:
         "ratio": f"{fetch_wall / bound:.2f}x (target <= 1.5x)",
         "CPU per call": f"{sum(s['cpu_s'] for s in shards) * 1000 / calls:.3f} ms",
         "peak RSS per worker": f"{max(s['max_rss_mb'] for s in shards):.0f} MB",
-        "atomic write (publish task)": f"{(at(publish, 'end_date') - at(publish, 'start_date'))}",
+        "atomic write (publish task)": f"{(at(publish, 'end_date') - at(publish, 'start_date')).total_seconds():.1f} s",
         "whole run": f"{run_wall:.1f} s (target < 300 s)",
     }
     print(f"\nbench-scale: {DOMAINS} domains x 5 minutes, capacity {CAPACITY}, ~{LATENCY_MS:g} ms")

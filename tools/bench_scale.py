@@ -60,6 +60,9 @@ def report(run: dict, tis: list[dict], server: dict) -> None:
     def at(ti: dict, key: str) -> datetime:
         return datetime.fromisoformat(ti[key])
 
+    def seconds(ti: dict) -> float:
+        return (at(ti, "end_date") - at(ti, "start_date")).total_seconds()
+
     fetches = [ti for ti in tis if ti["task_id"] == "fetch_shard"]
     publish = next(ti for ti in tis if ti["task_id"] == "publish_window")
     first, last = min(at(t, "start_date") for t in fetches), max(at(t, "end_date") for t in fetches)
@@ -71,7 +74,7 @@ def report(run: dict, tis: list[dict], server: dict) -> None:
     calls = sum(s["calls"] for s in shards)
     needed = DOMAINS * 5 * 3
     bound = needed / CAPACITY * LATENCY_MS / 1000
-    run_wall = (at(run, "end_date") - at(run, "start_date")).total_seconds()
+    run_wall = seconds(run)
     rows = {
         "run state": run["state"],
         "domain-minutes stored": audit["complete"] + audit["incomplete"],
@@ -84,7 +87,7 @@ def report(run: dict, tis: list[dict], server: dict) -> None:
         "ratio": f"{fetch_wall / bound:.2f}x (target <= 1.5x)",
         "CPU per call": f"{sum(s['cpu_s'] for s in shards) * 1000 / calls:.3f} ms",
         "peak RSS per worker": f"{max(s['max_rss_mb'] for s in shards):.0f} MB",
-        "atomic write (publish task)": f"{(at(publish, 'end_date') - at(publish, 'start_date')).total_seconds():.1f} s",
+        "atomic write (publish task)": f"{seconds(publish):.1f} s",
         "whole run": f"{run_wall:.1f} s (target < 300 s)",
     }
     print(f"\nbench-scale: {DOMAINS} domains x 5 minutes, capacity {CAPACITY}, ~{LATENCY_MS:g} ms")

@@ -15,7 +15,7 @@ DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv bq-emulator lock test lint format bench bench-scale demo demo-down deploy simulator clean
+.PHONY: help venv bq-emulator lock test lint format bench bench-scale chaos demo demo-down deploy simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
@@ -23,6 +23,7 @@ help:
 	@echo "make demo-down  stop every process make demo started"
 	@echo "make bench      CDN API client benchmark against the simulator (prints figures)"
 	@echo "make bench-scale  10,000 domains x one window through the ingest DAG (prints figures)"
+	@echo "make chaos      a one-hour catchup with every fault on, checked against the truth"
 	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
 	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make lint       ruff check and format check"
@@ -71,6 +72,9 @@ bench: venv
 
 bench-scale: venv bq-emulator
 	$(PY) -m tools.bench_scale
+
+chaos: venv bq-emulator
+	$(PY) -m tools.chaos
 
 deploy: venv
 	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]"; exit 2; }

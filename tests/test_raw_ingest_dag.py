@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -212,3 +213,18 @@ def test_many_shards_land_every_domain_minute_once_in_one_write(sim, bq, monkeyp
     audit = audit_rows(bq)[0]
     assert (audit["domains"], audit["complete"] + audit["incomplete"]) == (14, 70)
     assert len(audit["client_stats"]["shards"]) == 4
+
+
+def test_a_rejected_token_fails_the_run_at_once_without_retrying_or_leaking_it(
+    sim, bq, monkeypatch, capfd
+) -> None:
+    wrong = "tok-revoked-0000-NEVER-LOG"
+    conn = {"conn_type": "http", "host": sim.url, "password": wrong}
+    monkeypatch.setenv("AIRFLOW_CONN_CDN_API", json.dumps(conn))
+    run = run_dag(DAG_ID, interval_end(W0))
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    assert (plan.state, plan.try_number) == ("failed", 1)  # no task retry either
+    assert sim.stats()["by_status"] == {"401": 1}
+    task_log = "".join(capfd.readouterr())
+    assert "rejected the cdn_api token" in task_log
+    assert wrong not in task_log

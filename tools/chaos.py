@@ -35,14 +35,18 @@ from tools.local_servers import (
 HOME = LOCAL / "chaos"
 API_TOKEN = "chaos-api-token-7f3a"  # noqa: S105 - made up for this run, searched for in logs
 SLACK_TOKEN = "chaos-slack-token-91bc"  # noqa: S105
-HORIZON_MIN = 20  # short, so that the hour has minutes that pass it
 BROKEN = "cache:d00003.example.net"  # fails for good: its minutes end up lost
-SIM = SimConfig(
-    domains=24, hostile=True, token=API_TOKEN, capacity=16, latency_ms=30,
-    available_after_s=0, rate_429=0.01, retry_after_s=1, rate_5xx=0.01, rate_reset=0.01,
-    rate_rtcode=0.01, rate_slow=0.01, slow_ms=2000, rate_empty=0.05, empty_calls=2,
-    rate_reorder=0.1, rate_null=0.02, failing=(BROKEN,),
-)  # fmt: skip
+
+
+def simulator(domains: int) -> SimConfig:
+    return SimConfig(
+        domains=domains, hostile=True, token=API_TOKEN, capacity=16, latency_ms=30,
+        available_after_s=0, rate_429=0.01, retry_after_s=1, rate_5xx=0.01, rate_reset=0.01,
+        rate_rtcode=0.01, rate_slow=0.01, slow_ms=2000, rate_empty=0.05, empty_calls=2,
+        rate_reorder=0.1, rate_null=0.02, failing=(BROKEN,),
+    )  # fmt: skip
+
+
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 # The check's own read-only queries; table ids come from env.py through table_ids().
 RAW_ROWS = "SELECT domain, UNIX_SECONDS(minute) AS minute, metrics, complete FROM `{raw}`"
@@ -50,14 +54,21 @@ AUDIT_ROWS = "SELECT * FROM `{audit}`"
 
 
 def main() -> int:
-    shutil.rmtree(HOME, ignore_errors=True)
+    return 0 if run()["ok"] else 1
+
+
+def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) -> dict:
+    """The chaos run over the last `windows` windows; its table, and whether it held."""
+    shutil.rmtree(home, ignore_errors=True)
+    sim_config = simulator(domains)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=now.minute % 5) - timedelta(hours=1)
+    start = now - timedelta(minutes=now.minute % 5 + 5 * windows)
     started = time.monotonic()
-    sim_args = {k: v for k, v in SIM.__dict__.items() if k != "failing"}
+    sim_args = {k: v for k, v in sim_config.__dict__.items() if k != "failing"}
+    previous_bigquery = os.environ.get("BIGQUERY_EMULATOR_HOST")
     with (
-        CdnApiSimulator(**sim_args, failing=list(SIM.failing)) as sim,
-        BigQueryEmulator(HOME / "bigquery") as emulator,
+        CdnApiSimulator(**sim_args, failing=list(sim_config.failing)) as sim,
+        BigQueryEmulator(home / "bigquery") as emulator,
         BigQueryFaultProxy(emulator.url) as proxy,
         SlackStandIn(SLACK_TOKEN, (env.ALERT_CHANNEL,)) as slack,
     ):
@@ -70,52 +81,59 @@ def main() -> int:
                 {"conn_type": "http", "host": sim.url, "password": API_TOKEN}
             ),
             "AIRFLOW_CONN_SLACK_API_DEFAULT": json.dumps(slack_conn),
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "CDN_START_DATE": start.isoformat(),
             "CDN_API_MAX_IN_FLIGHT": "16",
-            "CDN_LATE_DATA_HORIZON_MIN": str(HORIZON_MIN),
+            "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),
             "CDN_RETRY_DELAY_S": "5",
         }
-        with AirflowStack(HOME / "airflow", settings, parallelism=4) as airflow:
-            airflow.set_pool(env.CDN_API_POOL, 1)
-            airflow.set_pool(env.BQ_WRITE_POOL, 1)
-            for dag_id in DAGS:
-                airflow.wait_for_dag(dag_id)
-            proxy.fail_jobs("INSERT INTO", times=1)  # one BigQuery job fails mid-run
-            slack.configure(rate_limit_next=2, retry_after_s=1)
-            airflow.set_paused(env.INGEST_DAG_ID, False)
-            airflow.set_paused(env.TRANSFORM_DAG_ID, False)  # alert DAG paused for a while
-            script(airflow, slack)
-            wall = time.monotonic() - started
-            windows = len(airflow.runs(env.INGEST_DAG_ID))
-            failed = {d: [r["state"] for r in airflow.runs(d)].count("failed") for d in DAGS}
-        checks = verify(start, windows, slack.messages(), wall, failed, proxy.stats())
-    return 0 if all(checks) else 1
+        try:
+            with AirflowStack(home / "airflow", settings, parallelism=4) as airflow:
+                airflow.set_pool(env.CDN_API_POOL, 1)
+                airflow.set_pool(env.BQ_WRITE_POOL, 1)
+                for dag_id in DAGS:
+                    airflow.wait_for_dag(dag_id)
+                proxy.fail_jobs("INSERT INTO", times=1)  # one BigQuery job fails mid-run
+                slack.configure(rate_limit_next=2, retry_after_s=1)
+                airflow.set_paused(env.INGEST_DAG_ID, False)
+                airflow.set_paused(env.TRANSFORM_DAG_ID, False)  # alerting paused for a while
+                script(airflow, slack, windows)
+                wall = time.monotonic() - started
+                ran = len(airflow.runs(env.INGEST_DAG_ID))
+                failed = {d: [r["state"] for r in airflow.runs(d)].count("failed") for d in DAGS}
+            return verify(sim_config, start, ran, horizon_min, slack.messages(), wall, failed,
+                          proxy.stats(), home)  # fmt: skip
+        finally:
+            if previous_bigquery is None:
+                os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
+            else:
+                os.environ["BIGQUERY_EMULATOR_HOST"] = previous_bigquery
 
 
-def script(airflow: AirflowStack, slack: SlackStandIn) -> None:
+def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
     """Unpause alerting a third of the way in; Slack goes down for the middle third."""
-    steps = {  # after this many transform runs have finished
-        4: lambda: airflow.set_paused(env.ALERT_DAG_ID, False),
-        6: lambda: slack.configure(down=True),
-        9: lambda: slack.configure(down=False),
-    }
+    steps = [  # (after this many transform runs have finished, do this)
+        (windows // 3, lambda: airflow.set_paused(env.ALERT_DAG_ID, False)),
+        (windows // 2, lambda: slack.configure(down=True)),
+        (3 * windows // 4, lambda: slack.configure(down=False)),
+    ]
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
         transforms = [r["state"] for r in airflow.runs(env.TRANSFORM_DAG_ID)]
         finished = sum(s in ("success", "failed") for s in transforms)
-        for at in [k for k in steps if finished >= k]:
-            steps.pop(at)()
+        while steps and finished >= steps[0][0]:
+            steps.pop(0)[1]()
         states = {d: [r["state"] for r in airflow.runs(d)] for d in DAGS}
         busy = any(s not in ("success", "failed") for runs in states.values() for s in runs)
         print("  " + ", ".join(f"{d} {sum(s in ('success', 'failed') for s in r)}/{len(r)}"
                                for d, r in states.items()), flush=True)  # fmt: skip
-        if len(states[env.TRANSFORM_DAG_ID]) >= 12 and not busy and not steps:
+        if len(states[env.TRANSFORM_DAG_ID]) >= windows and not busy and not steps:
             return
         time.sleep(5)
     raise TimeoutError("the chaos run did not finish in 20 minutes")
 
 
-def verify(start, windows, messages, wall, failed, proxy_stats) -> list[bool]:
+def verify(sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home) -> dict:
     from dag_utils import bigquery
 
     bq = bigquery.client()
@@ -124,18 +142,18 @@ def verify(start, windows, messages, wall, failed, proxy_stats) -> list[bool]:
     audits = list(bq.query_and_wait(AUDIT_ROWS.format(**ids)))
     first = int((start - env.AVAILABILITY_LAG).timestamp())
     minutes = range(first, first + windows * 300, 60)
-    expected = {(d, m) for d in SIM.domain_list() for m in minutes}
+    expected = {(d, m) for d in sim.domain_list() for m in minutes}
     seen = Counter((r["domain"], r["minute"]) for r in rows)
     correct = wrong = 0
     for r in rows:
         if r["complete"]:
             served = {e: {k: v for k, v in r["metrics"][e].items() if k != EXTRA_COLUMN}
                       for e in ("traffic", "status", "cache")}  # fmt: skip
-            truth = {e: true_metrics(r["domain"], r["minute"], e, SIM) for e in served}
+            truth = {e: true_metrics(r["domain"], r["minute"], e, sim) for e in served}
             correct += served == truth
             wrong += served != truth
     last_window_start = first + (windows - 1) * 300
-    horizon_edge = last_window_start - HORIZON_MIN * 60  # minutes before it have passed
+    horizon_edge = last_window_start - horizon_min * 60  # minutes before it have passed
     incomplete = {(r["domain"], r["minute"]) for r in rows if not r["complete"]}
     passed = {k for k in incomplete if k[1] < horizon_edge}
     reported = sum(a["lost"] for a in audits)
@@ -159,18 +177,20 @@ def verify(start, windows, messages, wall, failed, proxy_stats) -> list[bool]:
         "DAG runs failed (ingest, transform, alert)": tuple(failed.values()),
         "wall time": f"{wall:.0f} s",
     }
-    print(f"\nchaos: {windows} windows x {len(SIM.domain_list())} domains, every fault on")
+    print(f"\nchaos: {windows} windows x {len(sim.domain_list())} domains, every fault on")
     for label, value in table.items():
         print(f"  {label:<44} {value}")
     for message in messages:
         print("  slack> " + message["text"].replace("\n", "\n  slack> "))
-    leaks = [str(p) for p in (HOME / "airflow").rglob("*") if p.is_file() and _contains_token(p)]
+    leaks = [str(p) for p in (home / "airflow").rglob("*") if p.is_file() and _contains_token(p)]
     print(f"  token values found in the Airflow folder: {len(leaks)} {leaks[:3]}")
-    return [wrong == 0, table["duplicated"] == 0, unreported == 0, not leaks]
+    ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks
+    return {**table, "messages": messages, "leaks": leaks, "ok": ok}
 
 
 def _contains_token(path) -> bool:
-    if path.name.startswith(".") or path.suffix == ".db":  # the JWT secret; the metadata DB
+    """Logs, task output and the metadata DB (XCom, rendered fields) are all searched."""
+    if path.name.startswith("."):  # the stack's own JWT and API secrets, not tokens
         return False
     text = path.read_bytes()
     return API_TOKEN.encode() in text or SLACK_TOKEN.encode() in text

@@ -1,0 +1,18 @@
+"""A short chaos run: every fault at once, three windows, under a real scheduler."""
+
+from __future__ import annotations
+
+from tools import chaos
+
+
+def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_or_leaked(
+    tmp_path,
+) -> None:
+    result = chaos.run(windows=3, domains=6, horizon_min=5, home=tmp_path / "chaos")
+    assert result["stored wrong"] == 0
+    assert result["duplicated"] == 0
+    assert result["lost unreported (must be 0)"] == 0
+    assert result["leaks"] == []
+    assert result["stored correct (complete, = truth)"] > 0
+    assert result["BigQuery jobs failed by injection"] == 1
+    assert len(result["messages"]) <= 2  # one incident (and a catch-up summary, at most)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 import env
 from dag_utils import alerting
+from dag_utils.cdn_api import AuthError
 from dag_utils.raw_ingest import window_for
+
+
+@contextmanager
+def rejected_token_fails_now() -> Iterator[None]:
+    """A rejected API token fails the task at once: retrying cannot fix it."""
+    try:
+        yield
+    except AuthError as exc:
+        raise AirflowFailException(f"the CDN API rejected the {env.CDN_API_CONN_ID} token") from exc
 
 
 class TriggerAlertForWindow(TriggerDagRunOperator):

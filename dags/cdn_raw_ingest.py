@@ -11,11 +11,10 @@ BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool.
 from __future__ import annotations
 
 from airflow.sdk import BaseHook, dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
 import env
 from dag_utils import raw_ingest
-from dag_utils.cdn_api import AuthError
+from dag_utils.operators import rejected_token_fails_now
 from dag_utils.schedule import windowed_dag_args, windows
 
 
@@ -39,24 +38,16 @@ def _window(data_interval_start, data_interval_end) -> raw_ingest.Window:
 def cdn_raw_ingest() -> None:
     @task(pool=env.CDN_API_POOL)
     def plan_shards() -> list[list[str]]:
-        try:
+        with rejected_token_fails_now():
             return raw_ingest.plan_shards(*_api())
-        except AuthError as exc:  # retrying cannot fix a rejected token: fail now, say why
-            raise AirflowFailException(
-                f"the CDN API rejected the {env.CDN_API_CONN_ID} token"
-            ) from exc
 
     @task(pool=env.CDN_API_POOL)
     def fetch_shard(
         domains: list[str], data_interval_start=None, data_interval_end=None, run_id=None, ti=None
     ) -> dict:
         window = _window(data_interval_start, data_interval_end)
-        try:
+        with rejected_token_fails_now():
             return raw_ingest.fetch_shard(window, run_id, ti.map_index, domains, *_api())
-        except AuthError as exc:
-            raise AirflowFailException(
-                f"the CDN API rejected the {env.CDN_API_CONN_ID} token"
-            ) from exc
 
     @task(pool=env.BQ_WRITE_POOL)
     def publish_window(

@@ -10,18 +10,21 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 import env
-from dag_utils import alerting
+from dag_utils import alerting, slack
 from dag_utils.cdn_api import AuthError
 from dag_utils.raw_ingest import window_for
 
 
 @contextmanager
-def rejected_token_fails_now() -> Iterator[None]:
-    """A rejected API token fails the task at once: retrying cannot fix it."""
+def rejected_token_fails_now(conn_id: str) -> Iterator[None]:
+    """A token the CDN API or Slack rejects fails the task at once: retrying cannot fix it."""
     try:
         yield
-    except AuthError as exc:
-        raise AirflowFailException(f"the CDN API rejected the {env.CDN_API_CONN_ID} token") from exc
+    except (AuthError, slack.TokenRejected) as exc:
+        service = "Slack" if isinstance(exc, slack.TokenRejected) else "the CDN API"
+        raise AirflowFailException(
+            f"{service} rejected the {conn_id} token: fix the connection, then clear the task"
+        ) from exc
 
 
 class TriggerAlertForWindow(TriggerDagRunOperator):

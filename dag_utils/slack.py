@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -12,6 +13,13 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 RETRIES = 3  # each of: 429 (honouring Retry-After), 5xx, connection errors
+TOKEN_REFUSALS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+
+
+class TokenRejected(Exception):
+    """Slack refused the token: no retry can help until someone fixes the connection."""
 
 
 def client(token: str, base_url: str | None = None) -> WebClient:
@@ -32,5 +40,15 @@ def client(token: str, base_url: str | None = None) -> WebClient:
 
 
 def post(slack: WebClient, channel: str, text: str, blocks: list[dict[str, Any]]) -> str:
-    """Post a message; its ts. Raises SlackApiError if Slack refuses it or stays down."""
-    return slack.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]
+    """Post a message; its ts.
+
+    Raises TokenRejected for a refused token, SlackApiError if Slack refuses the message
+    otherwise or stays down after the client's own retries.
+    """
+    try:
+        return slack.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        if error in TOKEN_REFUSALS:
+            raise TokenRejected(f"Slack refused the token: {error}") from None
+        raise

@@ -4,7 +4,8 @@ Triggered by `cdn_log_transform` with the window in its conf; pausing this DAG i
 switches alerting off. One message when an incident starts, a reminder at most every
 `CDN_ALERT_REMINDER_MIN`, one when data is complete again; catch-up and backfill checks
 are summed up in one message by the next live check. The incident state is the Airflow
-Variable `cdn_alert_state`. If Slack stays down, `notify` fails; no data task depends on it.
+Variable `cdn_alert_state`. If Slack stays down, `notify` fails after its retries; if Slack
+refuses the token, at once. No data task depends on it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from airflow.sdk import BaseHook, Variable, dag, task
 
 import env
 from dag_utils import alerting, slack
+from dag_utils.operators import rejected_token_fails_now
 
 
 @dag(
@@ -40,7 +42,8 @@ def cdn_data_alert() -> None:
         if message is not None:
             conn = BaseHook.get_connection(env.SLACK_CONN_ID)
             client = slack.client(conn.password, conn.extra_dejson.get("base_url"))
-            slack.post(client, env.ALERT_CHANNEL, message.text, message.blocks)
+            with rejected_token_fails_now(env.SLACK_CONN_ID):
+                slack.post(client, env.ALERT_CHANNEL, message.text, message.blocks)
         Variable.set(env.ALERT_STATE_VARIABLE, state, serialize_json=True)
         return message.kind if message else "silent"
 

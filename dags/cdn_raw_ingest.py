@@ -38,7 +38,7 @@ def _window(data_interval_start, data_interval_end) -> raw_ingest.Window:
 def cdn_raw_ingest() -> None:
     @task(pool=env.CDN_API_POOL)
     def plan_shards() -> list[list[str]]:
-        with rejected_token_fails_now():
+        with rejected_token_fails_now(env.CDN_API_CONN_ID):
             return raw_ingest.plan_shards(*_api())
 
     @task(pool=env.CDN_API_POOL)
@@ -46,7 +46,7 @@ def cdn_raw_ingest() -> None:
         domains: list[str], data_interval_start=None, data_interval_end=None, run_id=None, ti=None
     ) -> dict:
         window = _window(data_interval_start, data_interval_end)
-        with rejected_token_fails_now():
+        with rejected_token_fails_now(env.CDN_API_CONN_ID):
             return raw_ingest.fetch_shard(window, run_id, ti.map_index, domains, *_api())
 
     @task(pool=env.BQ_WRITE_POOL)

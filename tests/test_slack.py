@@ -40,7 +40,9 @@ def test_refusals_are_errors_and_the_token_is_never_logged(slack, caplog) -> Non
     client = slack_api.client(SLACK_TOKEN, slack.api_url)
     with pytest.raises(SlackApiError, match="channel_not_found"):
         slack_api.post(client, "#nowhere", "gap", BLOCKS)
-    with pytest.raises(SlackApiError, match="invalid_auth"):
+    with pytest.raises(slack_api.TokenRejected, match="invalid_auth"):
         slack_api.post(slack_api.client("wrong-token", slack.api_url), "#cdn-alerts", "x", BLOCKS)
+    with pytest.raises(slack_api.TokenRejected, match="not_authed"):
+        slack_api.post(slack_api.client("", slack.api_url), "#cdn-alerts", "x", BLOCKS)
     assert "chat.postMessage" in caplog.text
     assert SLACK_TOKEN not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,3 +103,20 @@ def test_slack_down_fails_the_alert_task_and_leaves_the_data_alone(sim, bq, slac
     slack.configure(down=False)
     alert(0)  # the incident was not recorded as told, so the next check tells it
     assert len(slack.messages()) == 1
+
+
+def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking_it(
+    sim, bq, slack, monkeypatch, capfd
+) -> None:
+    wrong = "xoxb-revoked-NEVER-LOG"
+    conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.api_url}}
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
+    sim.configure(rate_empty=0.05)
+    ingest_and_transform(0)
+    run = alert(0)
+    notify = next(ti for ti in run.get_task_instances() if ti.task_id == "notify")
+    assert (notify.state, notify.try_number) == ("failed", 1)  # tests allow one task retry
+    assert slack.messages() == []
+    task_log = "".join(capfd.readouterr())
+    assert "Slack rejected the slack_api_default token" in task_log
+    assert wrong not in task_log

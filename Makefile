@@ -69,6 +69,7 @@ test: lint bq-emulator $(CHROMIUM)
 
 bench: venv
 	$(PY) -m tools.bench_cdn_client
+	$(PY) -m tools.bench_memory
 
 bench-scale: venv bq-emulator
 	$(PY) -m tools.bench_scale

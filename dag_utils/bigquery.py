@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -124,9 +124,17 @@ def load_parquet(
 
 
 def query(bq: bigquery.Client, sql: str, params: Mapping[str, Any]) -> list[bigquery.Row]:
-    """Run a statement or script with named parameters and wait for it."""
+    """Run a statement or script with named parameters and wait for it; all its rows."""
+    return list(query_rows(bq, sql, params))
+
+
+def query_rows(
+    bq: bigquery.Client, sql: str, params: Mapping[str, Any], page_size: int | None = None
+) -> Iterator[bigquery.Row]:
+    """Run a query and wait for it; its rows, fetched a page at a time as they are read."""
     config = bigquery.QueryJobConfig(query_parameters=[_parameter(k, v) for k, v in params.items()])
-    return list(bq.query_and_wait(sql, job_config=config, location=env.BQ_LOCATION))
+    rows = bq.query_and_wait(sql, job_config=config, location=env.BQ_LOCATION, page_size=page_size)
+    return iter(rows)
 
 
 def _parameter(

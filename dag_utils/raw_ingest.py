@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from dag_utils.cdn_api import ENDPOINTS, CdnApiClient, ClientSettings, DomainMin
 
 log = logging.getLogger(__name__)
 
-_BATCH_ROWS = 5_000
+_BATCH_ROWS = 1_000
 _SHARD_COUNTS = ("domains", "calls", "retries", "failures", "complete", "incomplete",
                  "refetched", "filled")  # fmt: skip
 _STAGING_ARROW = pa.schema(
@@ -102,39 +103,40 @@ def shards_of(domains: list[str], size: int) -> list[list[str]]:
     return [domains[i : i + size] for i in range(0, len(domains), size)] or [[]]
 
 
-def merge_refetched(old: DomainMinute, new: DomainMinute) -> DomainMinute:
-    """An earlier incomplete record with what a later fetch of its missing endpoints found."""
-    metrics = {e: new.metrics.get(e) or old.metrics.get(e) for e in ENDPOINTS}
-    errors = {
-        e: new.errors.get(e) or old.errors.get(e, "not fetched")
-        for e in ENDPOINTS
-        if metrics[e] is None
-    }
-    return DomainMinute(old.domain, old.minute, metrics, errors)
-
-
-def missing_endpoints(record: DomainMinute) -> tuple[str, ...]:
-    return tuple(e for e in ENDPOINTS if record.metrics.get(e) is None)
-
-
 def write_staging_file(records: Iterable[DomainMinute], path: Path, run_id: str) -> int:
-    """Stream records into a Parquet file of RAW_STAGING_SCHEMA, in batches; rows written."""
+    """Stream records into a Parquet file of RAW_STAGING_SCHEMA; rows written.
+
+    Each record becomes its row's column values at once and is let go: what is held is
+    one batch of short strings, written out as a row group every `_BATCH_ROWS` rows.
+    """
     rows = 0
     with pq.ParquetWriter(path, _STAGING_ARROW) as writer:
-        for batch in _batches(records, _BATCH_ROWS):
-            now = datetime.now(UTC)  # when the API answered, to the batch
-            columns = {
-                "minute": [datetime.fromtimestamp(r.minute, UTC) for r in batch],
-                "domain": [r.domain for r in batch],
-                "metrics": [json.dumps(r.to_json()["metrics"], ensure_ascii=False) for r in batch],
-                "errors": [json.dumps(r.errors, ensure_ascii=False) for r in batch],
-                "complete": [r.complete for r in batch],
-                "run_id": [run_id] * len(batch),
-                "fetched_at": [now] * len(batch),
-            }
-            writer.write_table(pa.Table.from_pydict(columns, schema=_STAGING_ARROW))
-            rows += len(batch)
+        columns = _empty_columns()
+        for record in records:
+            columns["minute"].append(datetime.fromtimestamp(record.minute, UTC))
+            columns["domain"].append(record.domain)
+            metrics = {e: record.metrics.get(e) for e in ENDPOINTS}
+            columns["metrics"].append(json.dumps(metrics, ensure_ascii=False))
+            columns["errors"].append(json.dumps(record.errors, ensure_ascii=False))
+            columns["complete"].append(record.complete)
+            if len(columns["domain"]) == _BATCH_ROWS:
+                rows += _write_batch(writer, columns, run_id)
+                columns = _empty_columns()
+        if columns["domain"]:
+            rows += _write_batch(writer, columns, run_id)
     return rows
+
+
+def _empty_columns() -> dict[str, list[Any]]:
+    return {"minute": [], "domain": [], "metrics": [], "errors": [], "complete": []}
+
+
+def _write_batch(writer: pq.ParquetWriter, columns: dict[str, list[Any]], run_id: str) -> int:
+    n = len(columns["domain"])
+    now = datetime.now(UTC)  # when the API answered, to the batch
+    batch = columns | {"run_id": [run_id] * n, "fetched_at": [now] * n}
+    writer.write_table(pa.Table.from_pydict(batch, schema=_STAGING_ARROW))
+    return n
 
 
 def plan_shards(
@@ -164,17 +166,16 @@ def fetch_shard(
     """
     started = time.monotonic()
     bq = bigquery.client()
-    late = _incomplete_rows(bq, domains, *window.late_range(env.LATE_DATA_HORIZON))
     client = CdnApiClient(api_url, token, settings)
-    wanted = [(d, m, ENDPOINTS) for d in domains for m in window.minutes]
-    wanted += [(r.domain, r.minute, missing_endpoints(r)) for r in late.values()]
-    counts = {"complete": 0, "incomplete": 0, "refetched": len(late), "filled": 0}
+    fresh = (DomainMinute(d, m) for d in domains for m in window.minutes)
+    late = _incomplete_rows(bq, domains, *window.late_range(env.LATE_DATA_HORIZON))
+    counts = {"complete": 0, "incomplete": 0, "refetched": 0, "filled": 0}
+    window_start = int(window.start.timestamp())
 
     def tally(fetched: Iterator[DomainMinute]) -> Iterator[DomainMinute]:
         for record in fetched:
-            earlier = late.get((record.domain, record.minute))
-            if earlier is not None:
-                record = merge_refetched(earlier, record)
+            if record.minute < window_start:
+                counts["refetched"] += 1
                 counts["filled"] += record.complete
             else:
                 counts["complete" if record.complete else "incomplete"] += 1
@@ -183,7 +184,7 @@ def fetch_shard(
     staging = staging_table(run_id, shard)
     with tempfile.TemporaryDirectory(prefix="cdn-raw-") as tmp:
         path = Path(tmp) / "staging.parquet"
-        write_staging_file(tally(client.fetch(wanted)), path, run_id)
+        write_staging_file(tally(client.fetch(chain(fresh, late))), path, run_id)
         loaded = bigquery.load_parquet(bq, path, staging, tables.RAW_STAGING_SCHEMA)
     _expire(bq, staging)
     stats = client.summary()
@@ -248,33 +249,26 @@ def _audit_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 def _incomplete_rows(
     bq: Any, domains: list[str], since: datetime, until: datetime
-) -> dict[tuple[str, int], DomainMinute]:
-    """Earlier incomplete records of these domains in [since, until)."""
+) -> Iterator[DomainMinute]:
+    """Earlier incomplete records of these domains in [since, until).
+
+    The query runs now; its rows are read a page at a time as the client asks for them.
+    """
     statement = sql.SELECT_INCOMPLETE_RAW.format(**bigquery.table_ids())
-    rows = bigquery.query(bq, statement, {"since": since, "until": until, "domains": domains})
-    return {
-        (r["domain"], r["minute"]): DomainMinute(
-            r["domain"],
-            r["minute"],
-            json.loads(r["metrics"] or "{}"),
-            json.loads(r["errors"] or "{}"),
-        )
+    params = {"since": since, "until": until, "domains": domains}
+    rows = bigquery.query_rows(bq, statement, params, page_size=_BATCH_ROWS)
+    return (
+        DomainMinute(r["domain"], r["minute"], _object(r["metrics"]), _object(r["errors"]))
         for r in rows
-    }
+    )
+
+
+def _object(text: str | None) -> dict[str, Any]:
+    value = json.loads(text) if text else None
+    return value if isinstance(value, dict) else {}
 
 
 def _expire(bq: Any, table: str) -> None:
     staged = bq.get_table(table)
     staged.expires = datetime.now(UTC) + env.STAGING_EXPIRATION
     bq.update_table(staged, ["expires"])
-
-
-def _batches(items: Iterable[DomainMinute], size: int) -> Iterator[list[DomainMinute]]:
-    batch: list[DomainMinute] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

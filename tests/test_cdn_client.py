@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -143,6 +144,29 @@ def test_a_persistently_failing_endpoint_is_reported_and_the_rest_kept(
     assert client.summary()["failures_by_kind"] == {"failed": len(MINUTES)}
 
 
+def test_a_refetch_fetches_only_the_missing_endpoints_and_keeps_what_was_there(
+    sim: CdnApiSimulator, make_client: MakeClient
+) -> None:
+    fixed, broken = TEST_SIM.domain_list()[:2]
+    sim.configure(failing=[f"cache:{broken}"])
+    kept = {"bytes": 1, "bps": 2, "requests": 3}  # not what the API would say now
+    earlier = [
+        DomainMinute(
+            domain,
+            MINUTE,
+            {"traffic": kept, "status": None, "cache": None},
+            {"status": "not_available: x", "cache": "failed after 6 attempts: http_500"},
+        )
+        for domain in (fixed, broken)
+    ]
+    records = {r.domain: r for r in make_client(max_attempts=2).fetch(earlier)}
+    assert records[fixed].complete and records[fixed].metrics["traffic"] == kept
+    assert_true_values(records[fixed], TEST_SIM, ["status", "cache"])
+    assert records[broken].metrics["traffic"] == kept
+    assert records[broken].errors == {"cache": "failed after 2 attempts: http_500"}
+    assert "traffic" not in sim.stats()["by_endpoint"]
+
+
 def test_a_4xx_answer_is_not_retried(sim: CdnApiSimulator, make_client: MakeClient) -> None:
     client = make_client()
     records = list(client.fetch_window(["not-ours.example.net"], [MINUTE]))
@@ -224,6 +248,34 @@ def test_leaving_the_window_early_stops_every_worker(
     next(window)
     window.close()
     assert threading.active_count() == before
+
+
+def test_a_slow_consumer_holds_back_the_workers_so_memory_does_not_grow_with_the_window(
+    sim: CdnApiSimulator, make_client: MakeClient
+) -> None:
+    sim.configure(domains=400, latency_ms=1)
+    domains, pulled = SimConfig(domains=400).domain_list(), [0]
+
+    def wanted() -> Iterator[DomainMinute]:
+        for domain in domains:
+            for minute in MINUTES:
+                pulled[0] += 1
+                yield DomainMinute(domain, minute)
+
+    records = make_client(max_concurrency=4).fetch(wanted())
+    next(records)
+    time.sleep(0.5)  # the workers run ahead until the hand-over queue is full
+    assert pulled[0] <= 4 * 4 + 4 + 2  # queue, a record per worker, the one taken
+    assert 1 + sum(1 for _ in records) == pulled[0] == 1200
+
+
+def test_a_domain_minute_asked_for_twice_is_an_error(
+    sim: CdnApiSimulator, make_client: MakeClient
+) -> None:
+    sim.configure(latency_ms=50)  # the first is still in flight when the second comes
+    domain = TEST_SIM.domain_list()[0]
+    with pytest.raises(ValueError, match="asked for twice"):
+        list(make_client().fetch([DomainMinute(domain, MINUTE), DomainMinute(domain, MINUTE)]))
 
 
 def test_the_token_never_appears_in_logs_errors_or_output(

@@ -6,11 +6,9 @@ from itertools import pairwise
 import pytest
 
 from dag_utils.bigquery import table_id
-from dag_utils.cdn_api import DomainMinute
 from dag_utils.raw_ingest import (
     Window,
     base_url,
-    merge_refetched,
     shards_of,
     staging_table,
     window_for,
@@ -54,22 +52,6 @@ def test_a_window_needs_whole_minutes() -> None:
         window_for(T0, T0 + timedelta(seconds=90), LAG)
     with pytest.raises(ValueError, match="whole minutes"):
         window_for(T0, T0, LAG)
-
-
-def test_a_refetch_fills_missing_endpoints_and_keeps_what_was_there() -> None:
-    old = DomainMinute(
-        "d",
-        60,
-        {"traffic": {"bytes": 1}, "status": None, "cache": None},
-        {"status": "not_available: x", "cache": "failed after 6 attempts: http_500"},
-    )
-    new = DomainMinute(
-        "d", 60, {"status": {"status_2xx": 5}, "cache": None}, {"cache": "not_available: y"}
-    )
-    merged = merge_refetched(old, new)
-    assert merged.metrics == {"traffic": {"bytes": 1}, "status": {"status_2xx": 5}, "cache": None}
-    assert merged.errors == {"cache": "not_available: y"}
-    assert not merged.complete
 
 
 def test_connection_parts_make_the_base_url() -> None:

@@ -20,6 +20,7 @@ from typing import Any, Self
 
 import requests
 
+import env
 from tools.local_servers import REPO, free_port
 
 USER, PASSWORD = "admin", "admin"
@@ -151,6 +152,11 @@ class AirflowStack:
             self.api("PATCH", f"pools/{name}", name=name, slots=slots, include_deferred=False)
         except requests.HTTPError:
             self.api("POST", "pools", name=name, slots=slots, include_deferred=False)
+
+    def set_bundle_pools(self, api_slots: int = 1) -> None:
+        """The bundle's pools: `api_slots` API fetches at once, and one window write."""
+        self.set_pool(env.CDN_API_POOL, api_slots)
+        self.set_pool(env.BQ_WRITE_POOL, 1)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         def parsed() -> bool:

@@ -44,8 +44,7 @@ def main() -> None:
             "CDN_SHARD_SIZE": str(SHARD),
         }
         with AirflowStack(HOME / "airflow", settings, parallelism=SLOTS + 2) as airflow:
-            airflow.set_pool(env.CDN_API_POOL, SLOTS)
-            airflow.set_pool(env.BQ_WRITE_POOL, 1)
+            airflow.set_bundle_pools(SLOTS)
             airflow.wait_for_dag(env.INGEST_DAG_ID)
             airflow.set_paused(env.INGEST_DAG_ID, False)
             run = airflow.wait_for_runs(env.INGEST_DAG_ID, 1, timeout=900)[0]

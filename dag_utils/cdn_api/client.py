@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 NOT_AVAILABLE = "not_available"  # reason prefix of an endpoint whose data is not there yet
 OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_DETAIL = 200
+_DONE = object()  # the last worker's sign that every record has been handed over
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,12 @@ class DomainMinute:
 
     @property
     def complete(self) -> bool:
-        return not self.errors and all(self.metrics.get(e) is not None for e in ENDPOINTS)
+        return not self.errors and not self.missing
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The endpoints with no metrics yet."""
+        return tuple(e for e in ENDPOINTS if self.metrics.get(e) is None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,25 +150,35 @@ class CdnApiClient:
         self, domains: Sequence[str], minutes: Sequence[int]
     ) -> Iterator[DomainMinute]:
         """One record per (domain, minute) of the window, yielded as each completes."""
-        return self.fetch([(d, m, ENDPOINTS) for d in domains for m in minutes])
+        return self.fetch(DomainMinute(d, m) for d in domains for m in minutes)
 
-    def fetch(self, wanted: Sequence[tuple[str, int, Sequence[str]]]) -> Iterator[DomainMinute]:
-        """One record per (domain, minute, endpoints) asked for, yielded as each completes.
+    def fetch(self, records: Iterable[DomainMinute]) -> Iterator[DomainMinute]:
+        """Fetch each record's missing endpoints into it; yield it when they are all done.
 
         Each pool worker takes the next call, makes it and files the outcome into its
         record, so a call costs one thread's round trip and the consumer wakes once per
-        record. Calls are taken record by record, so few records are open at once, and
-        workers wait when the consumer falls behind: memory does not grow with the window.
+        record. `records` is read lazily, one at a time as workers need calls, and workers
+        wait when the consumer falls behind: memory holds the records in flight, not the
+        window. A (domain, minute) may not be asked for again while in flight; a record
+        missing nothing is skipped.
         """
-        sizes = {(d, m): len(endpoints) for d, m, endpoints in wanted}
-        if len(sizes) != len(wanted):
-            raise ValueError("each (domain, minute) may be asked for once")
-        calls = ((d, m, e) for d, m, endpoints in wanted for e in endpoints)
-        expected = len(wanted)
-        workers = max(1, min(self.settings.max_concurrency, sum(sizes.values())))
-        finished: queue.Queue[DomainMinute | BaseException] = queue.Queue(maxsize=4 * workers)
-        open_records: dict[tuple[str, int], DomainMinute] = {}
+        calls_left: dict[tuple[str, int], int] = {}  # of the records in flight
+
+        def plan() -> Iterator[tuple[DomainMinute, str]]:  # runs under `lock`
+            for record in records:
+                key, missing = (record.domain, record.minute), record.missing
+                if key in calls_left:
+                    raise ValueError(f"{key} was asked for twice")
+                if missing:
+                    calls_left[key] = len(missing)
+                    for endpoint in missing:
+                        yield record, endpoint
+
+        calls = plan()
+        workers = self.settings.max_concurrency
+        finished: queue.Queue[Any] = queue.Queue(maxsize=4 * workers)
         lock = threading.Lock()
+        running = [workers]
 
         def work() -> None:
             try:
@@ -170,31 +186,36 @@ class CdnApiClient:
                     with lock:
                         call = next(calls, None)
                     if call is None:
-                        return
-                    domain, minute, endpoint = call
-                    metrics, error = self._fetch(domain, minute, endpoint)
+                        break
+                    record, endpoint = call
+                    key = (record.domain, record.minute)
+                    metrics, error = self._fetch(*key, endpoint)
                     with lock:
-                        record = open_records.setdefault(
-                            (domain, minute), DomainMinute(domain, minute)
-                        )
                         record.metrics[endpoint] = metrics
                         if error:
                             record.errors[endpoint] = error
-                        if len(record.metrics) < sizes[(domain, minute)]:
+                        else:
+                            record.errors.pop(endpoint, None)
+                        calls_left[key] -= 1
+                        if calls_left[key]:
                             continue
-                        del open_records[(domain, minute)]
+                        del calls_left[key]
                     self._count(record)
                     self._hand_over(finished, record)
             except BaseException as exc:  # noqa: BLE001 - the consuming thread re-raises it
                 self._hand_over(finished, exc)
                 self._abort.set()
+            with lock:
+                running[0] -= 1
+                last = running[0] == 0
+            if last:  # every record is handed over before this
+                self._hand_over(finished, _DONE)
 
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cdn-api")
         for _ in range(workers):
             pool.submit(work)
         try:
-            for _ in range(expected):
-                item = self._next_finished(finished, expected)
+            while (item := self._next_finished(finished)) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -212,12 +233,12 @@ class CdnApiClient:
             except queue.Full:
                 continue
 
-    def _next_finished(self, finished: queue.Queue, expected: int) -> Any:
+    def _next_finished(self, finished: queue.Queue) -> Any:
         while True:
             try:
                 return finished.get(timeout=self.settings.progress_every_s)
             except queue.Empty:
-                self._log_progress(expected)
+                self._log_progress()
 
     def summary(self) -> dict[str, Any]:
         return self.stats.summary(
@@ -316,15 +337,13 @@ class CdnApiClient:
         ]
         self.stats.record(record.complete, failures, len(waiting))
 
-    def _log_progress(self, expected: int) -> None:
+    def _log_progress(self) -> None:
         s = self.stats
         log.info(
-            "progress: %d/%d records (%d incomplete), %d calls, limit %.0f, in flight %d, "
-            "%d retries",
+            "progress: %d records (%d incomplete), %d calls, limit %.0f, in flight %d, %d retries",
             s.complete + s.incomplete,
-            expected,
-            s.calls,
             s.incomplete,
+            s.calls,
             self.limit.limit,
             self.limit.in_flight,
             sum(s.retries.values()),

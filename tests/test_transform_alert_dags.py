@@ -108,7 +108,7 @@ def test_slack_down_fails_the_alert_task_and_leaves_the_data_alone(sim, bq, slac
 def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking_it(
     sim, bq, slack, monkeypatch, capfd
 ) -> None:
-    wrong = "xoxb-revoked-NEVER-LOG"
+    wrong = "revoked-slack-token-NEVER-LOG"
     conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.api_url}}
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
     sim.configure(rate_empty=0.05)

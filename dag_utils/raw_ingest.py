@@ -72,7 +72,9 @@ class Window:
         return self.start - horizon - (self.end - self.start), self.start - horizon
 
 
-def window_for(interval_start: datetime, interval_end: datetime, lag: timedelta) -> Window:
+def window_for(
+    interval_start: datetime, interval_end: datetime, lag: timedelta = env.AVAILABILITY_LAG
+) -> Window:
     """The run's window: its data interval shifted back by the availability lag."""
     start, end = interval_start.astimezone(UTC) - lag, interval_end.astimezone(UTC) - lag
     if end <= start or start.timestamp() % 60 or end.timestamp() % 60:

@@ -38,7 +38,7 @@ def cdn_log_transform() -> None:
 
     @task(pool=env.BQ_WRITE_POOL, trigger_rule="all_done")
     def transform_window(data_interval_start=None, data_interval_end=None) -> dict:
-        window = raw_ingest.window_for(data_interval_start, data_interval_end, env.AVAILABILITY_LAG)
+        window = raw_ingest.window_for(data_interval_start, data_interval_end)
         return transform.transform_window(window)
 
     trigger_alert = TriggerAlertForWindow(task_id="trigger_alert", trigger_rule="all_done")

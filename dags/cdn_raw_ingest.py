@@ -24,10 +24,6 @@ def _api() -> tuple[str, str]:
     return raw_ingest.base_url(conn.host, conn.schema, conn.port), conn.password
 
 
-def _window(data_interval_start, data_interval_end) -> raw_ingest.Window:
-    return raw_ingest.window_for(data_interval_start, data_interval_end, env.AVAILABILITY_LAG)
-
-
 @dag(
     dag_id=env.INGEST_DAG_ID,
     schedule=windows(),
@@ -45,7 +41,7 @@ def cdn_raw_ingest() -> None:
     def fetch_shard(
         domains: list[str], data_interval_start=None, data_interval_end=None, run_id=None, ti=None
     ) -> dict:
-        window = _window(data_interval_start, data_interval_end)
+        window = raw_ingest.window_for(data_interval_start, data_interval_end)
         with rejected_token_fails_now(env.CDN_API_CONN_ID):
             return raw_ingest.fetch_shard(window, run_id, ti.map_index, domains, *_api())
 
@@ -53,7 +49,7 @@ def cdn_raw_ingest() -> None:
     def publish_window(
         shards: list[dict], data_interval_start=None, data_interval_end=None, run_id=None
     ) -> dict:
-        window = _window(data_interval_start, data_interval_end)
+        window = raw_ingest.window_for(data_interval_start, data_interval_end)
         return raw_ingest.publish(window, run_id, list(shards))
 
     publish_window(fetch_shard.expand(domains=plan_shards()))

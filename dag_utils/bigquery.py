@@ -67,10 +67,18 @@ def timezone_name(name: str) -> str:
 
 
 def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
-    """Create the table (and its dataset) when missing; add new columns, never change one."""
-    dataset = bigquery.Dataset(f"{env.GCP_PROJECT}.{env.BQ_DATASET}")
-    dataset.location = env.BQ_LOCATION
-    bq.create_dataset(dataset, exists_ok=True)
+    """Create the table (and its dataset) when missing; add new columns, never change one.
+
+    Each is looked up first and created only when missing: the service account needs no
+    permission to create datasets (create_dataset(exists_ok=True) asks for it every time,
+    and a 403 is not the 409 that exists_ok swallows).
+    """
+    try:
+        bq.get_dataset(f"{env.GCP_PROJECT}.{env.BQ_DATASET}")
+    except NotFound:
+        dataset = bigquery.Dataset(f"{env.GCP_PROJECT}.{env.BQ_DATASET}")
+        dataset.location = env.BQ_LOCATION
+        bq.create_dataset(dataset, exists_ok=True)
     try:
         table = bq.get_table(table_id(spec.name))
     except NotFound:

@@ -118,7 +118,9 @@ def write_staging_file(records: Iterable[DomainMinute], path: Path, run_id: str)
             columns["minute"].append(datetime.fromtimestamp(record.minute, UTC))
             columns["domain"].append(record.domain)
             metrics = {e: record.metrics.get(e) for e in ENDPOINTS}
-            columns["metrics"].append(json.dumps(metrics, ensure_ascii=False))
+            # allow_nan=False: a NaN here is a bug upstream (the client nulls them), and it
+            # must fail this task rather than the publishing transaction in BigQuery.
+            columns["metrics"].append(json.dumps(metrics, ensure_ascii=False, allow_nan=False))
             columns["errors"].append(json.dumps(record.errors, ensure_ascii=False))
             columns["complete"].append(record.complete)
             if len(columns["domain"]) == _BATCH_ROWS:
@@ -208,11 +210,12 @@ def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[s
     bq = bigquery.client()
     names = bigquery.table_ids()
     staged = [s["staging_table"] for s in shards]
+    audit_key = {"window_start": window.start, "run_id": run_id}
     try:
         for table in staged:
             bq.get_table(table)
     except NotFound:
-        done = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), {"run_id": run_id})
+        done = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), audit_key)
         if done:  # an earlier try committed and dropped the staging tables
             return _audit_summary(dict(done[0]))
         raise
@@ -237,7 +240,7 @@ def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[s
     bigquery.query(bq, statement, params)
     for table in (*staged, combined):
         bq.delete_table(table, not_found_ok=True)
-    row = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), {"run_id": run_id})
+    row = bigquery.query(bq, sql.SELECT_AUDIT_ROW.format(**names), audit_key)
     summary = _audit_summary(dict(row[0]))
     log.info("published %s", summary)
     return summary

@@ -5,10 +5,27 @@ a table id, and `bigquery.table_id` builds those from configuration and refuses 
 that is not a plain identifier. Nothing the API returns is ever part of SQL text.
 """
 
+import env
 from dag_utils.tables import DASHBOARD_METRICS
 
+
+def typed_metric(kind: str, metrics: str, endpoint: str, metric: str) -> str:
+    """The expression of one dashboard column from the raw JSON column `metrics`.
+
+    The same value in BigQuery and the emulator (tests/test_googlesql.py compares them):
+    an INT64 metric is any whole JSON number (1234, 1234.0, 1.5e9) and null for a
+    fraction (1234.5 is no count; the raw row keeps it); a FLOAT64 metric is any number.
+    """
+    value = f"JSON_QUERY({metrics}, '$.{endpoint}.{metric}')"
+    if kind == "INT64":
+        return f"IF(LAX_FLOAT64({value}) = TRUNC(LAX_FLOAT64({value})), LAX_INT64({value}), NULL)"
+    if kind == "FLOAT64":
+        return f"LAX_FLOAT64({value})"
+    raise ValueError(f"no typed metric of kind {kind}")
+
+
 _TYPED = ",\n       ".join(
-    f"SAFE_CAST(JSON_VALUE(metrics, '$.{endpoint}.{metric}') AS {kind}) AS {column}"
+    f"{typed_metric(kind, 'metrics', endpoint, metric)} AS {column}"
     for column, endpoint, metric, kind in DASHBOARD_METRICS
 )
 _COLUMNS = ", ".join(column for column, *_ in DASHBOARD_METRICS)
@@ -21,12 +38,20 @@ FROM `{raw}`
 WHERE NOT complete AND minute >= @since AND minute < @until AND domain IN UNNEST(@domains)
 """
 
+# Up to 20 lost (domain, minute) of the rows aggregated, as JSON, earliest first.
+LOST_SAMPLE = (
+    "TO_JSON(ARRAY_AGG(STRUCT(domain AS domain, UNIX_SECONDS(minute) AS minute)\n"
+    "                                 ORDER BY minute, domain LIMIT 20))"
+)
+
 # One staging table from the shards' staging tables ({shards}: SELECTs joined by UNION ALL,
-# built by raw_ingest from this run's own table ids).
+# built by raw_ingest from this run's own table ids), expiring as they do: a run that
+# never publishes leaves nothing behind.
 COMBINE_STAGING = """
-CREATE OR REPLACE TABLE `{staging}` AS
+CREATE OR REPLACE TABLE `{staging}`
+OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL <hours> HOUR)) AS
 {shards}
-"""
+""".replace("<hours>", str(int(env.STAGING_EXPIRATION.total_seconds() // 3600)))
 
 # Publishes one fetch atomically: every staged (domain, minute) replaces its raw row,
 # except that a complete row is never replaced by an incomplete one (a rerun during an
@@ -53,7 +78,7 @@ WHERE NOT EXISTS (
   WHERE target.domain = source.domain AND target.minute = source.minute
     AND target.minute >= @since AND target.minute < @until);
 
-DELETE FROM `{audit}` WHERE run_id = @run_id;
+DELETE FROM `{audit}` WHERE window_start = @window_start AND run_id = @run_id;
 
 INSERT INTO `{audit}` (run_id, window_start, window_end, domains, calls, retries, failures,
                        complete, incomplete, refetched, filled, lost, lost_sample,
@@ -62,18 +87,17 @@ SELECT @run_id, @window_start, @window_end, @domains, @calls, @retries, @failure
        @complete, @incomplete, @refetched, @filled,
        (SELECT COUNT(*) FROM `{raw}`
         WHERE NOT complete AND minute >= @lost_since AND minute < @lost_until),
-       (SELECT TO_JSON(ARRAY_AGG(STRUCT(domain AS domain, UNIX_SECONDS(minute) AS minute)
-                                 ORDER BY minute, domain LIMIT 20))
+       (SELECT <lost_sample>
         FROM `{raw}`
         WHERE NOT complete AND minute >= @lost_since AND minute < @lost_until),
        @fetch_seconds, PARSE_JSON(@client_stats), CURRENT_TIMESTAMP();
 
 COMMIT TRANSACTION;
-"""
+""".replace("<lost_sample>", LOST_SAMPLE)
 
-# The audit row of one run, if it was published.
+# The audit row of one run, if it was published (its window prunes the partitions).
 SELECT_AUDIT_ROW = """
-SELECT * FROM `{audit}` WHERE run_id = @run_id
+SELECT * FROM `{audit}` WHERE window_start = @window_start AND run_id = @run_id
 """
 
 # Replaces the window's dashboard rows atomically with one set-based pass over the raw
@@ -98,7 +122,7 @@ COMMIT TRANSACTION;
 
 # How many dashboard rows the window has, and how many of them are complete.
 COUNT_DASHBOARD_WINDOW = """
-SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete FROM `{dashboard}`
+SELECT COUNT(*) AS row_count, COUNTIF(complete) AS complete FROM `{dashboard}`
 WHERE minute_utc >= @window_start AND minute_utc < @window_end
 """
 

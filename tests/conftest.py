@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dag_utils.cdn_api import CdnApiClient, ClientSettings
+from tests.bigquery_capture import SentToBigQuery
 from tools.cdn_api_simulator import SimConfig
 from tools.local_servers import (
     REPO,
@@ -57,6 +58,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 AIRFLOW_HOME = pytest.StashKey[Path]()
+SENT_SQL_CHECK = "tests/test_googlesql.py::test_every_statement_the_pipeline_sent_is_googlesql"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The check of what the pipeline sent to BigQuery runs last, after everything sent it."""
+    last = [item for item in items if item.nodeid == SENT_SQL_CHECK]
+    items[:] = [item for item in items if item.nodeid != SENT_SQL_CHECK] + last
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sent_to_bigquery() -> Iterator[SentToBigQuery]:
+    """Every statement (with its parameters) and load the pipeline sends, at the client
+    boundary (dag_utils.bigquery), recorded for the GoogleSQL check; the calls go on."""
+    with pytest.MonkeyPatch.context() as patch, SentToBigQuery(patch) as sent:
+        yield sent
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,11 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
-from dag_utils import raw_ingest
+from dag_utils import raw_ingest, transform
 from dag_utils.cdn_api import ENDPOINTS
 from tests.airflow_runs import run_dag, task_states
 from tests.conftest import API_MAX_IN_FLIGHT, TEST_DATASET, TEST_SIM, TOKEN
-from tools.cdn_api_simulator import HOSTILE_DOMAINS, true_metrics
+from tools.cdn_api_simulator import (
+    FLOAT_METRICS,
+    HOSTILE_DOMAINS,
+    NONFINITE_COLUMN,
+    is_nonfinite,
+    true_metrics,
+)
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "cdn_connection")
 
@@ -228,3 +235,42 @@ def test_a_rejected_token_fails_the_run_at_once_without_retrying_or_leaking_it(
     task_log = "".join(capfd.readouterr())
     assert "rejected the cdn_api token" in task_log
     assert wrong not in task_log
+
+
+def test_nan_and_infinity_are_stored_as_null_with_the_reason_and_nothing_else_is_lost(
+    sim, bq
+) -> None:
+    """BigQuery's PARSE_JSON refuses NaN and Infinity: one would fail every publish."""
+    config = dataclasses.replace(TEST_SIM, rate_nonfinite=0.3)
+    sim.configure(rate_nonfinite=config.rate_nonfinite)
+    run_windows(W0, 1)
+    rows = raw_rows(bq)
+    assert set(rows) == expected_keys(W0, 1)
+    nonfinite = 0
+    for (domain, minute), row in rows.items():
+        for endpoint in ENDPOINTS:
+            truth = true_metrics(domain, minute, endpoint, TEST_SIM)
+            if not is_nonfinite(domain, minute, endpoint, config):
+                assert row["metrics"][endpoint] == truth
+                continue
+            nonfinite += 1
+            ratio = FLOAT_METRICS[endpoint]
+            assert row["metrics"][endpoint] == truth | {ratio: None, NONFINITE_COLUMN: None}
+            reason = f"non_finite: {ratio}, {NONFINITE_COLUMN} stored as null"
+            assert (row["errors"][endpoint], row["complete"]) == (reason, False)
+    assert nonfinite > 0
+
+
+def test_a_run_needs_no_right_to_create_the_dataset_when_it_exists(sim, bq, bq_proxy) -> None:
+    """The Composer service account has roles/bigquery.dataEditor on the dataset only."""
+    bq.create_dataset(f"local.{TEST_DATASET}")
+    refused_before = bq_proxy.stats()["refused"]
+    bq_proxy.refuse_dataset_creation()
+    try:
+        run_windows(W0, 1)
+        summary = transform.transform_window(raw_ingest.Window(W0, W0 + STEP))
+    finally:
+        bq_proxy.refuse_dataset_creation(False)
+    assert set(raw_rows(bq)) == expected_keys(W0, 1)
+    assert summary["row_count"] == summary["complete"] == len(expected_keys(W0, 1))
+    assert bq_proxy.stats()["refused"] == refused_before  # creation was never even asked for

@@ -54,7 +54,7 @@ def main() -> None:
 
 
 def report(run: dict, tis: list[dict], server: dict) -> None:
-    from dag_utils import bigquery, sql
+    from dag_utils import bigquery, raw_ingest, sql
 
     def at(ti: dict, key: str) -> datetime:
         return datetime.fromisoformat(ti[key])
@@ -68,7 +68,12 @@ def report(run: dict, tis: list[dict], server: dict) -> None:
     fetch_wall = (last - first).total_seconds()
     bq = bigquery.client()
     statement = sql.SELECT_AUDIT_ROW.format(**bigquery.table_ids())
-    (audit,) = bigquery.query(bq, statement, {"run_id": run["dag_run_id"]})
+    window = raw_ingest.window_for(
+        datetime.fromisoformat(run["data_interval_start"]),
+        datetime.fromisoformat(run["data_interval_end"]),
+    )
+    key = {"window_start": window.start, "run_id": run["dag_run_id"]}
+    (audit,) = bigquery.query(bq, statement, key)
     shards = audit["client_stats"]["shards"]
     calls = sum(s["calls"] for s in shards)
     needed = DOMAINS * 5 * 3

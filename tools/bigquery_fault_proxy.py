@@ -3,7 +3,10 @@
 Tests and the chaos run use it to make one BigQuery job fail mid-run without any hook
 in the product's code: POST /_proxy/fail {"containing": "MERGE", "times": 1} makes
 the next job request whose body contains that text answer HTTP 400, as BigQuery does
-for a job it rejects. GET /_proxy/stats counts requests and injected failures.
+for a job it rejects. POST /_proxy/refuse {"dataset_creation": true} answers every dataset
+creation with HTTP 403, as BigQuery does for a service account without
+bigquery.datasets.create (e.g. one with only roles/bigquery.dataEditor on the dataset).
+GET /_proxy/stats counts requests, injected failures and refusals.
 """
 
 from __future__ import annotations
@@ -18,16 +21,28 @@ INJECTED_ERROR = {
     "status": "INVALID_ARGUMENT",
     "errors": [{"reason": "invalidQuery", "message": "injected failure"}],
 }
+REFUSED_CREATION = {
+    "code": 403,
+    "message": "Access Denied: User does not have bigquery.datasets.create permission.",
+    "status": "PERMISSION_DENIED",
+    "errors": [{"reason": "accessDenied", "message": "Access Denied"}],
+}
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
 def build_app(upstream: str) -> web.Application:
-    state = {"containing": "", "times": 0, "failed": 0, "requests": 0}
+    state = {"containing": "", "times": 0, "failed": 0, "requests": 0,
+             "refuse_dataset_creation": False, "refused": 0}  # fmt: skip
     app = web.Application(client_max_size=1024**3)
 
     async def fail(request: web.Request) -> web.Response:
         body = await request.json()
         state.update(containing=str(body["containing"]), times=int(body.get("times", 1)))
+        return web.json_response(state)
+
+    async def refuse(request: web.Request) -> web.Response:
+        body = await request.json()
+        state["refuse_dataset_creation"] = bool(body.get("dataset_creation", False))
         return web.json_response(state)
 
     async def stats(_: web.Request) -> web.Response:
@@ -36,6 +51,10 @@ def build_app(upstream: str) -> web.Application:
     async def forward(request: web.Request) -> web.Response:
         state["requests"] += 1
         body = await request.read()
+        creates_dataset = request.method == "POST" and request.path.endswith("/datasets")
+        if creates_dataset and state["refuse_dataset_creation"]:
+            state["refused"] += 1
+            return web.json_response({"error": REFUSED_CREATION}, status=403)
         is_job = request.method == "POST" and (
             "/jobs" in request.path or "/queries" in request.path
         )
@@ -58,6 +77,7 @@ def build_app(upstream: str) -> web.Application:
 
     app.cleanup_ctx.append(session)
     app.router.add_post("/_proxy/fail", fail)
+    app.router.add_post("/_proxy/refuse", refuse)
     app.router.add_get("/_proxy/stats", stats)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app

@@ -38,6 +38,8 @@ ENDPOINT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 STATUS_SUMMARY_COLUMNS = ("requests", "error_ratio")
 EXTRA_COLUMN = "edge_region"
+NONFINITE_COLUMN = "jitter_ms"  # a column the contract does not name, sent as -Infinity
+FLOAT_METRICS = {"traffic": "bps", "status": "error_ratio", "cache": "hit_ratio"}
 RESET_STATUS = 599  # internal marker for a dropped connection
 
 HOSTILE_DOMAINS = (
@@ -78,6 +80,9 @@ class SimConfig:
     empty_calls: int = -1  # ... for this many calls of that key (-1: always)
     rate_reorder: float = 0.0  # shuffled columns, an extra column, a neighbour row
     rate_null: float = 0.0  # a metric value is null
+    # outside the contract: the float metric is NaN or Infinity and an extra column
+    # (NONFINITE_COLUMN) is -Infinity, as a vendor's JSON encoder may write them
+    rate_nonfinite: float = 0.0
     # persistent failure: "<endpoint>" or "<endpoint>:<domain>" always answers 500
     failing: tuple[str, ...] = ()
 
@@ -128,6 +133,10 @@ def true_metrics(domain: str, minute: int, endpoint: str, config: SimConfig) -> 
 
 def is_reordered(domain: str, minute: int, endpoint: str, config: SimConfig) -> bool:
     return fraction(config.seed, "reorder", domain, minute, endpoint) < config.rate_reorder
+
+
+def is_nonfinite(domain: str, minute: int, endpoint: str, config: SimConfig) -> bool:
+    return fraction(config.seed, "nonfinite", domain, minute, endpoint) < config.rate_nonfinite
 
 
 def is_empty(domain: str, minute: int, endpoint: str, config: SimConfig) -> bool:
@@ -250,6 +259,8 @@ class Simulator:
         if is_reordered(domain, minute, endpoint, cfg):
             columns = [EXTRA_COLUMN, *reversed(columns)]
             minutes = [minute - 60, minute]  # a neighbour row first: rows are matched by date
+        if is_nonfinite(domain, minute, endpoint, cfg):
+            columns = [*columns, NONFINITE_COLUMN]
         rows = [self._row(domain, m, endpoint, columns) for m in minutes]
         return _body(200, "200", domain=domain, step=step, metric=columns, data=rows)
 
@@ -271,6 +282,10 @@ class Simulator:
             traffic = true_metrics(domain, minute, "traffic", self.config)
             values = {"requests": traffic["requests"], "error_ratio": values["error_ratio"]}
         values |= {"date": minute, EXTRA_COLUMN: "ap-northeast-2"}
+        if NONFINITE_COLUMN in columns:
+            ratio = FLOAT_METRICS[endpoint]
+            values[ratio] = math.nan if minute % 120 else math.inf
+            values[NONFINITE_COLUMN] = -math.inf
         return [values[c] for c in columns]
 
 

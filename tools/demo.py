@@ -186,12 +186,12 @@ def wait_with_progress(airflow: AirflowStack, windows: int) -> None:
 
 # The demo's own read-only queries; table ids come from env.py through table_id().
 TOTALS = """
-SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, COUNT(DISTINCT domain) AS domains,
+SELECT COUNT(*) AS row_count, COUNTIF(complete) AS complete, COUNT(DISTINCT domain) AS domains,
        MIN(minute) AS first, MAX(minute) AS last
 FROM `{raw}`"""
 AUDIT = "SELECT * FROM `{audit}` ORDER BY window_start"
 DASHBOARD = """
-SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete, SUM(requests) AS requests,
+SELECT COUNT(*) AS row_count, COUNTIF(complete) AS complete, SUM(requests) AS requests,
        MIN(minute_local) AS first_local
 FROM `{dashboard}`"""
 HOSTILE = "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' LIMIT 1"
@@ -204,12 +204,12 @@ def report(api_stats: dict, messages: list[dict]) -> None:
     bq = bigquery.client()
     names = bigquery.table_ids()
     totals = next(iter(bq.query_and_wait(TOTALS.format(**names))))
-    minutes = totals["rows"] // max(1, totals["domains"])
+    minutes = totals["row_count"] // max(1, totals["domains"])
     print(f"\nraw table {names['raw']}")
     print(
-        f"  {totals['rows']} rows = {totals['domains']} domains x {minutes} minutes "
+        f"  {totals['row_count']} rows = {totals['domains']} domains x {minutes} minutes "
         f"({totals['first']:%H:%M} .. {totals['last']:%H:%M} UTC); {totals['complete']} "
-        f"complete, {totals['rows'] - totals['complete']} incomplete"
+        f"complete, {totals['row_count'] - totals['complete']} incomplete"
     )
     print(f"\naudit table {names['audit']}")
     print("  window (UTC) " + "".join(f"{c:>11}" for c in AUDIT_COLUMNS))
@@ -219,7 +219,7 @@ def report(api_stats: dict, messages: list[dict]) -> None:
     board = next(iter(bq.query_and_wait(DASHBOARD.format(**names))))
     print(f"\ndashboard table {names['dashboard']}")
     print(
-        f"  {board['rows']} typed rows, {board['complete']} complete, {board['requests']:,} "
+        f"  {board['row_count']} typed rows, {board['complete']} complete, {board['requests']:,} "
         f"requests in all; first minute in {env.DASHBOARD_TIMEZONE}: {board['first_local']}"
     )
     print(f"\nSlack messages the stand-in received in {env.ALERT_CHANNEL}: {len(messages)}")

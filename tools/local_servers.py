@@ -56,7 +56,7 @@ class ServerProcess:
             try:
                 requests.get(self.url + path, timeout=1)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or slow under load
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(
@@ -147,6 +147,10 @@ class BigQueryFaultProxy(ControlledServer):
         args = [sys.executable, "-m", "tools.bigquery_fault_proxy", "--port", str(port),
                 "--upstream", upstream]  # fmt: skip
         super().__init__("bq-fault-proxy", args, f"http://127.0.0.1:{port}", "/_proxy/stats")
+
+    def refuse_dataset_creation(self, refuse: bool = True) -> dict[str, Any]:
+        """Answer dataset creation with 403, as for a service account without the right."""
+        return self._control("POST", "refuse", {"dataset_creation": refuse})
 
     def fail_jobs(self, containing: str, times: int = 1) -> dict[str, Any]:
         """Answer the next `times` job requests whose body contains the text with an error."""

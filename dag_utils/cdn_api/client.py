@@ -39,12 +39,14 @@ from dag_utils.cdn_api.parse import (
     parse_body,
     retry_after_seconds,
     rows_by_minute,
+    without_nonfinite,
 )
 from dag_utils.cdn_api.stats import RunStats
 
 log = logging.getLogger(__name__)
 
 NOT_AVAILABLE = "not_available"  # reason prefix of an endpoint whose data is not there yet
+NONFINITE = "non_finite"  # reason prefix of an endpoint that sent NaN or Infinity
 OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_DETAIL = 200
 _DONE = object()  # the last worker's sign that every record has been handed over
@@ -272,7 +274,10 @@ class CdnApiClient:
         except RetryableError as exc:
             return None, _reason(f"failed after {exc.attempts} attempts", exc)
         if minute in rows:
-            return rows[minute], None
+            metrics, nonfinite = without_nonfinite(rows[minute])
+            if nonfinite:  # kept as null, and said why; the row is fetched again later
+                return metrics, f"{NONFINITE}: {', '.join(nonfinite)} stored as null"
+            return metrics, None
         return None, f"{NOT_AVAILABLE}: no row for this minute yet"
 
     def _with_retries(self, attempt: Callable[[], Any]) -> Any:

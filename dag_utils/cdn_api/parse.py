@@ -40,8 +40,9 @@ def domain_names(body: dict[str, Any]) -> list[str]:
 def rows_by_minute(body: dict[str, Any], endpoint: str) -> dict[int, dict[str, Any]]:
     """Every row of `data`, keyed by its `date`, columns matched by name.
 
-    The `date` column is removed; metric values are numbers >= 0 or None;
-    columns the contract does not name are kept as they come.
+    The `date` column is removed; metric values are numbers >= 0, None, or a non-finite
+    float (NaN, Infinity: see `without_nonfinite`); columns the contract does not name
+    are kept as they come.
     """
     columns, data = body.get("metric"), body.get("data")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
@@ -60,10 +61,30 @@ def rows_by_minute(body: dict[str, Any], endpoint: str) -> dict[int, dict[str, A
             raise MalformedResponse(f"bad or repeated date {minute!r}")
         for name in ENDPOINT_METRICS[endpoint]:
             value = row.get(name)
-            if value is not None and not (_is_number(value) and value >= 0):
+            if value is not None and not (_is_number(value) and value >= 0) and finite(value):
                 raise MalformedResponse(f"{name} is not a non-negative number")
         rows[int(minute)] = row
     return rows
+
+
+def without_nonfinite(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The row with each column holding a NaN or an infinity (anywhere inside) set to None,
+    and the names of those columns. BigQuery's JSON has no such numbers: PARSE_JSON
+    refuses them, so they must never reach it.
+    """
+    bad = [name for name, value in row.items() if not finite(value)]
+    return {name: None if name in bad else value for name, value in row.items()}, bad
+
+
+def finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a JSON value."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(finite(v) for v in value)
+    return True
 
 
 def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:

@@ -15,7 +15,7 @@ DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv bq-emulator lock test lint format bench bench-scale chaos demo demo-down deploy simulator clean
+.PHONY: help venv bq-emulator googlesql lock test lint format bench bench-scale chaos demo demo-down deploy simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
@@ -47,6 +47,10 @@ $(BQ_SYNCED): requirements-bq-emulator.lock $(SYNCED)
 	cp $(BQ_VENV)/lib/python3.13/site-packages/duckdb_extension_*/extensions/v1.5.5/*.duckdb_extension $(DUCKDB_EXTENSIONS)/
 	touch $@
 
+# Google's GoogleSQL analyzer (tests/test_googlesql.py): compiled once into .local/zetasql/.
+googlesql: venv
+	$(PY) -m tools.googlesql
+
 lock: venv
 	$(VENV)/bin/uv pip compile -q requirements-dev.in --python-version 3.11 -o requirements-dev.lock
 	$(VENV)/bin/uv pip compile -q requirements-bq-emulator.in --python-version 3.13 \
@@ -64,7 +68,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-test: lint bq-emulator $(CHROMIUM)
+test: lint bq-emulator googlesql $(CHROMIUM)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -12,6 +12,7 @@ from dag_utils.cdn_api.parse import (
     parse_body,
     retry_after_seconds,
     rows_by_minute,
+    without_nonfinite,
 )
 
 
@@ -63,6 +64,17 @@ def test_nulls_stay_null_and_empty_data_is_no_rows() -> None:
 def test_malformed_bodies_are_refused(metric: object, data: object) -> None:
     with pytest.raises(MalformedResponse):
         rows_by_minute({"rtcode": "200", "metric": metric, "data": data}, "traffic")
+
+
+def test_nan_and_infinity_in_any_column_become_null_and_are_named() -> None:
+    raw = b'{"rtcode": "200", "metric": ["date", "bytes", "bps", "requests", "p99"], ' \
+          b'"data": [[1763859600, 9, NaN, 5, {"ms": [1.0, -Infinity]}]]}'  # fmt: skip
+    (row,) = rows_by_minute(parse_body(raw), "traffic").values()
+    assert without_nonfinite(row) == (
+        {"bytes": 9, "bps": None, "requests": 5, "p99": None},
+        ["bps", "p99"],
+    )
+    assert without_nonfinite({"bytes": 9, "bps": 1.5}) == ({"bytes": 9, "bps": 1.5}, [])
 
 
 def test_parse_body_needs_json_with_a_string_rtcode() -> None:

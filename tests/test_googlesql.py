@@ -177,7 +177,11 @@ def test_every_statement_the_pipeline_sent_is_googlesql(
     analyzer = GoogleSql(catalog(*texts))
     refused: dict[str, str] = {}
     try:
-        for statement in dict.fromkeys(sent.statements):
+        distinct = {
+            (s.sql, tuple((p.name, parameter_type(p).SerializeToString()) for p in s.parameters)): s
+            for s in sent.statements
+        }
+        for statement in distinct.values():
             params = {p.name: parameter_type(p) for p in statement.parameters}
             try:
                 analyzer.analyze_script(as_prod(statement.sql), params)

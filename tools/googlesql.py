@@ -150,6 +150,8 @@ class GoogleSql:
                 answer = self._call("Analyze", request, service_pb2.AnalyzeResponse)
             except ServerError as error:
                 raise GoogleSqlError(f"statement {count + 1}: {error}") from None
+            if answer.resume_byte_position <= location.byte_position:
+                raise GoogleSqlError(f"statement {count + 1}: the analyzer did not move on")
             location.byte_position = answer.resume_byte_position
             count += 1
         return count

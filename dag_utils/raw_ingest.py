@@ -121,7 +121,7 @@ def write_staging_file(records: Iterable[DomainMinute], path: Path, run_id: str)
             # allow_nan=False: a NaN here is a bug upstream (the client nulls them), and it
             # must fail this task rather than the publishing transaction in BigQuery.
             columns["metrics"].append(json.dumps(metrics, ensure_ascii=False, allow_nan=False))
-            columns["errors"].append(json.dumps(record.errors, ensure_ascii=False))
+            columns["errors"].append(json.dumps(record.errors, ensure_ascii=False, allow_nan=False))
             columns["complete"].append(record.complete)
             if len(columns["domain"]) == _BATCH_ROWS:
                 rows += _write_batch(writer, columns, run_id)
@@ -234,7 +234,9 @@ def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[s
         "until": window.end,
         "lost_since": lost_since,
         "lost_until": lost_until,
-        "client_stats": json.dumps({"shards": [s["client_stats"] for s in shards]}),
+        "client_stats": json.dumps(
+            {"shards": [s["client_stats"] for s in shards]}, allow_nan=False
+        ),
     }
     statement = sql.PUBLISH_RAW.format(staging=combined, **names)
     bigquery.query(bq, statement, params)

@@ -6,12 +6,14 @@ from itertools import pairwise
 import pytest
 
 from dag_utils.bigquery import table_id
+from dag_utils.cdn_api import DomainMinute
 from dag_utils.raw_ingest import (
     Window,
     base_url,
     shards_of,
     staging_table,
     window_for,
+    write_staging_file,
 )
 
 LAG = timedelta(minutes=5)
@@ -76,3 +78,11 @@ def test_domains_are_cut_into_shards_in_order_and_a_small_account_is_one_shard()
     assert shards_of(domains, 4) == [domains[:4], domains[4:8], domains[8:]]
     assert shards_of(domains, 1000) == [domains]
     assert shards_of([], 1000) == [[]]
+
+
+def test_a_nan_that_reached_the_staging_file_fails_the_task_not_the_publish(tmp_path) -> None:
+    """The client nulls them; were one to slip through, BigQuery's PARSE_JSON would refuse
+    it in the publishing transaction on every retry."""
+    record = DomainMinute("d.example.net", 1795428000, {"traffic": {"bps": float("nan")}})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_staging_file([record], tmp_path / "staging.parquet", "run")

@@ -21,9 +21,8 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.cloud.bigquery import ArrayQueryParameter, SchemaField
 from wasmtime import Config, Engine, Linker, Module, Store, WasiConfig, WasmtimeError
 from zetasql.core.exceptions import ServerError
 from zetasql.core.wasm_client import WasmClient, get_tzinfo_dir
@@ -38,9 +37,10 @@ from zetasql.wasi._pb2.zetasql.public import (
     value_pb2,
 )
 
-from tools.local_servers import LOCAL
+if TYPE_CHECKING:
+    from google.cloud.bigquery import SchemaField
 
-CACHE = LOCAL / "zetasql"
+CACHE = Path(__file__).resolve().parent.parent / ".local" / "zetasql"
 
 # Released GoogleSQL features BigQuery does not have; the maximum feature set minus these
 # is BigQuery's dialect as far as our statements go. The negative controls in
@@ -100,7 +100,7 @@ def bigquery_type(kind: str, array: bool = False) -> type_pb2.TypeProto:
 
 def parameter_type(parameter: Any) -> type_pb2.TypeProto:
     """The type of a google-cloud-bigquery query parameter, as BigQuery receives it."""
-    if isinstance(parameter, ArrayQueryParameter):
+    if hasattr(parameter, "array_type"):  # an ArrayQueryParameter
         return bigquery_type(parameter.array_type, array=True)
     return bigquery_type(parameter.type_)
 

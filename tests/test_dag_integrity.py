@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from airflow.sdk import CronDataIntervalTimetable
 from airflow.sdk.definitions.timetables.simple import NullTimetable
 
 import env
 from dag_utils.operators import TriggerAlertForWindow
 from tests.airflow_runs import dag_bag
-from tools.dag_check import parse_alone
+from tools.dag_check import import_dag_file, parse_alone
+from tools.local_servers import REPO
 
 DAG_IDS = {env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID}
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+# What the tasks need and parsing does not: the DAG processor re-imports every file often.
+TASK_ONLY_LIBRARIES = ("google.cloud.bigquery", "pyarrow", "pandas", "slack_sdk")
 
 
 def test_the_dag_folder_parses_with_no_servers_network_or_metadata_db() -> None:
     assert parse_alone() == {"dags": sorted(DAG_IDS), "errors": {}}
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_a_dag_file_loads_no_bigquery_pyarrow_pandas_or_slack_library(dag_file: Path) -> None:
+    modules = import_dag_file(dag_file)["modules"]
+    loaded = {lib for lib in TASK_ONLY_LIBRARIES for m in modules if f"{m}.".startswith(f"{lib}.")}
+    assert loaded == set(), f"{dag_file.name} imports {sorted(loaded)} at parse time"
 
 
 def test_each_environment_names_its_dags_stably() -> None:

@@ -11,6 +11,7 @@ import pytest
 import env
 from dag_utils import raw_ingest
 from dag_utils.cdn_api import ENDPOINTS
+from dag_utils.windows import Window
 from tests.airflow_runs import run_dag, task_states
 from tests.conftest import API_MAX_IN_FLIGHT, TEST_DATASET, TEST_SIM, TOKEN
 from tools.cdn_api_simulator import HOSTILE_DOMAINS, true_metrics
@@ -184,7 +185,7 @@ def test_overlapping_runs_publishing_in_either_order_leave_no_duplicate(sim, bq)
     """Two runs of one window fetch, then publish one after the other (the publish pool
     has one slot, so that is the only interleaving Airflow allows)."""
     sim.configure(rate_empty=0.3, empty_calls=1)
-    window = raw_ingest.Window(W0, W0 + STEP)
+    window = Window(W0, W0 + STEP)
     (domains,) = raw_ingest.plan_shards(sim.url, TOKEN)
     first, second = (
         [raw_ingest.fetch_shard(window, run, 0, domains, sim.url, TOKEN)] for run in ("r1", "r2")

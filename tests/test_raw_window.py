@@ -6,13 +6,8 @@ from itertools import pairwise
 import pytest
 
 from dag_utils.bigquery import table_id
-from dag_utils.raw_ingest import (
-    Window,
-    base_url,
-    shards_of,
-    staging_table,
-    window_for,
-)
+from dag_utils.raw_ingest import base_url, shards_of, staging_table
+from dag_utils.windows import Window, window_for
 
 LAG = timedelta(minutes=5)
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
-from dag_utils.alerting import window_conf
-from dag_utils.raw_ingest import Window
 from dag_utils.tables import DASHBOARD_METRICS
+from dag_utils.windows import Window, window_conf
 from tests.airflow_runs import dag_bag, run_dag, task_states
 from tests.conftest import TEST_DATASET, TEST_SIM
 from tools.cdn_api_simulator import true_metrics

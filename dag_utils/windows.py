@@ -38,8 +38,14 @@ class Window:
 def window_for(
     interval_start: datetime, interval_end: datetime, lag: timedelta = env.AVAILABILITY_LAG
 ) -> Window:
-    """The run's window: its data interval shifted back by the availability lag."""
-    start, end = interval_start.astimezone(UTC) - lag, interval_end.astimezone(UTC) - lag
+    """The run's window: its data interval shifted back by the availability lag.
+
+    Airflow passes pendulum DateTimes, whose astimezone(UTC) drops the time zone: the
+    bounds go through their timestamps to be plain UTC datetimes.
+    """
+    start, end = (
+        datetime.fromtimestamp(t.timestamp(), UTC) - lag for t in (interval_start, interval_end)
+    )
     if end <= start or start.timestamp() % 60 or end.timestamp() % 60:
         raise ValueError(f"a data interval of whole minutes is needed, not {start}..{end}")
     return Window(start, end)

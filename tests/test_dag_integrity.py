@@ -70,3 +70,22 @@ def test_the_transform_runs_after_its_ingest_whatever_became_of_it() -> None:
     assert set(sensor.allowed_states) == {"success", "failed"}
     assert transform.get_task("transform_window").trigger_rule == "all_done"
     assert isinstance(transform.get_task("trigger_alert"), TriggerAlertForWindow)
+
+
+def test_lineage_runs_from_the_raw_table_through_the_dashboard_to_the_alert_check() -> None:
+    bag = dag_bag()
+    ids = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
+    ingest, transform, alert = (bag.dags[dag_id] for dag_id in ids)
+    table = f"bigquery://{env.GCP_PROJECT}/{env.BQ_DATASET}/{{}}".format
+    raw, audit, dashboard = table(env.RAW_TABLE), table(env.AUDIT_TABLE), table(env.DASHBOARD_TABLE)
+
+    def uris(assets: list) -> set[str]:
+        return {asset.uri for asset in assets}
+
+    publish = ingest.get_task("publish_window")
+    assert uris(publish.outlets) == {raw, audit}
+    assert uris(transform.get_task("transform_window").inlets) == {raw}
+    assert uris(transform.get_task("transform_window").outlets) == {dashboard}
+    assert uris(alert.get_task("check_window").inlets) == {raw, dashboard}
+    tasks = [task for dag in (ingest, transform, alert) for task in dag.tasks]
+    assert sum(len(task.outlets) for task in tasks) == 3  # no other task claims a table

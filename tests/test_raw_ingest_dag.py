@@ -12,7 +12,7 @@ import env
 from dag_utils import raw_ingest
 from dag_utils.cdn_api import ENDPOINTS
 from dag_utils.windows import Window
-from tests.airflow_runs import run_dag, task_states
+from tests.airflow_runs import asset_events, run_dag, task_states
 from tests.conftest import API_MAX_IN_FLIGHT, TEST_DATASET, TEST_SIM, TOKEN
 from tools.cdn_api_simulator import HOSTILE_DOMAINS, true_metrics
 
@@ -226,6 +226,7 @@ def test_a_rejected_token_fails_the_run_at_once_without_retrying_or_leaking_it(
     plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
     assert (plan.state, plan.try_number) == ("failed", 1)  # no task retry either
     assert sim.stats()["by_status"] == {"401": 1}
+    assert asset_events(run) == {}  # the raw table did not change
     task_log = "".join(capfd.readouterr())
     assert "rejected the cdn_api token" in task_log
     assert wrong not in task_log

@@ -21,7 +21,7 @@ help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
 	@echo "make demo       the whole pipeline on local stand-ins under a real Airflow; left running"
 	@echo "make demo-down  stop every process make demo started"
-	@echo "make bench      CDN API client speed and worker memory against the simulator (prints figures)"
+	@echo "make bench      CDN API client speed, worker memory, DAG file import cost (prints figures)"
 	@echo "make bench-scale  10,000 domains x one window through the ingest DAG (prints figures)"
 	@echo "make chaos      a one-hour catchup with every fault on, checked against the truth"
 	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
@@ -74,6 +74,7 @@ test: lint bq-emulator googlesql $(CHROMIUM)
 bench: venv
 	$(PY) -m tools.bench_cdn_client
 	$(PY) -m tools.bench_memory
+	$(PY) -m tools.bench_dag_parse
 
 bench-scale: venv bq-emulator
 	$(PY) -m tools.bench_scale

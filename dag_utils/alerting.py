@@ -15,7 +15,7 @@ from typing import Any
 
 import env
 from dag_utils import bigquery, sql, tables
-from dag_utils.raw_ingest import Window
+from dag_utils.windows import Window
 
 
 @dataclass(frozen=True)
@@ -35,28 +35,6 @@ class Message:
     kind: str  # opened | reminder | recovered | catchup
     text: str
     blocks: list[dict[str, Any]]
-
-
-def window_conf(window: Window, live: bool) -> dict[str, Any]:
-    """What the transform hands the alert DAG."""
-    return {
-        "window_start": window.start.isoformat(),
-        "window_end": window.end.isoformat(),
-        "live": live,
-    }
-
-
-def window_of(conf: dict[str, Any]) -> Window:
-    return Window(
-        datetime.fromisoformat(conf["window_start"]), datetime.fromisoformat(conf["window_end"])
-    )
-
-
-def is_live(run_started: datetime | None, interval_end: datetime, run_type: str) -> bool:
-    """A run that started soon after its interval ended, not a catchup or backfill run."""
-    if run_type == "backfill" or run_started is None:
-        return False
-    return run_started - interval_end <= env.ALERT_LIVE_WITHIN
 
 
 def check_window(window: Window) -> WindowCheck:

@@ -14,7 +14,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 import env
-from dag_utils.tables import TableSpec
+from dag_utils.tables import Column, TableSpec
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -82,7 +82,7 @@ def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
     try:
         table = bq.get_table(table_id(spec.name))
     except NotFound:
-        table = bigquery.Table(table_id(spec.name), schema=list(spec.schema))
+        table = bigquery.Table(table_id(spec.name), schema=schema(spec.schema))
         table.description = spec.description
         if spec.partition_field:
             table.time_partitioning = bigquery.TimePartitioning(field=spec.partition_field)
@@ -108,6 +108,13 @@ def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
         bq.update_table(table, ["schema"])
 
 
+def schema(columns: Sequence[Column]) -> list[bigquery.SchemaField]:
+    return [
+        bigquery.SchemaField(c.name, c.field_type, c.mode, description=c.description)
+        for c in columns
+    ]
+
+
 def _standard_type(kind: str) -> str:
     """The API reports legacy type names (BOOLEAN, INTEGER, FLOAT)."""
     return {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64", "RECORD": "STRUCT"}.get(
@@ -115,13 +122,11 @@ def _standard_type(kind: str) -> str:
     )
 
 
-def load_parquet(
-    bq: bigquery.Client, path: Path, table: str, schema: Sequence[bigquery.SchemaField]
-) -> int:
+def load_parquet(bq: bigquery.Client, path: Path, table: str, columns: Sequence[Column]) -> int:
     """Replace `table` with the file's rows by a load job (never streaming); rows loaded."""
     config = bigquery.LoadJobConfig(
         source_format=bigquery.SourceFormat.PARQUET,
-        schema=list(schema),
+        schema=schema(columns),
         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
     )

@@ -1,30 +1,14 @@
-"""Airflow operators of the bundle."""
+"""Airflow operators of the bundle. The transform DAG imports it at parse time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 import env
-from dag_utils import alerting, slack
-from dag_utils.cdn_api import AuthError
-from dag_utils.raw_ingest import window_for
-
-
-@contextmanager
-def rejected_token_fails_now(conn_id: str) -> Iterator[None]:
-    """A token the CDN API or Slack rejects fails the task at once: retrying cannot fix it."""
-    try:
-        yield
-    except (AuthError, slack.TokenRejected) as exc:
-        service = "Slack" if isinstance(exc, slack.TokenRejected) else "the CDN API"
-        raise AirflowFailException(
-            f"{service} rejected the {conn_id} token: fix the connection, then clear the task"
-        ) from exc
+from dag_utils.windows import is_live, window_conf, window_for
 
 
 class TriggerAlertForWindow(TriggerDagRunOperator):
@@ -45,7 +29,7 @@ class TriggerAlertForWindow(TriggerDagRunOperator):
             raise AirflowSkipException(message)
         run = context["dag_run"]
         window = window_for(run.data_interval_start, run.data_interval_end)
-        live = alerting.is_live(run.start_date, run.data_interval_end, str(run.run_type))
-        self.conf = alerting.window_conf(window, live)
+        live = is_live(run.start_date, run.data_interval_end, str(run.run_type))
+        self.conf = window_conf(window, live)
         self.trigger_run_id = f"window__{window.start:%Y-%m-%dT%H:%M}"
         return super().execute(context)

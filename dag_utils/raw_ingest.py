@@ -17,8 +17,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from google.api_core.exceptions import NotFound
 import env
 from dag_utils import bigquery, sql, tables
 from dag_utils.cdn_api import ENDPOINTS, CdnApiClient, ClientSettings, DomainMinute
+from dag_utils.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +47,6 @@ _STAGING_ARROW = pa.schema(
         pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-
-
-@dataclass(frozen=True)
-class Window:
-    """The minutes [start, end) one run is responsible for."""
-
-    start: datetime
-    end: datetime
-
-    @property
-    def minutes(self) -> list[int]:
-        return list(range(int(self.start.timestamp()), int(self.end.timestamp()), 60))
-
-    def late_range(self, horizon: timedelta) -> tuple[datetime, datetime]:
-        """Earlier minutes this run fetches again if they are still incomplete."""
-        return self.start - horizon, self.start
-
-    def lost_range(self, horizon: timedelta) -> tuple[datetime, datetime]:
-        """Minutes that pass the horizon with this run: still incomplete means lost.
-
-        Windows tile time, so each minute is in exactly one run's lost range.
-        """
-        return self.start - horizon - (self.end - self.start), self.start - horizon
-
-
-def window_for(
-    interval_start: datetime, interval_end: datetime, lag: timedelta = env.AVAILABILITY_LAG
-) -> Window:
-    """The run's window: its data interval shifted back by the availability lag."""
-    start, end = interval_start.astimezone(UTC) - lag, interval_end.astimezone(UTC) - lag
-    if end <= start or start.timestamp() % 60 or end.timestamp() % 60:
-        raise ValueError(f"a data interval of whole minutes is needed, not {start}..{end}")
-    return Window(start, end)
 
 
 def base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:

@@ -1,16 +1,15 @@
-"""The one Slack client factory, and posting a message."""
+"""The one Slack client factory, and posting a message.
+
+slack_sdk is imported when a client is built, in the task that posts: DAG files import
+this module (through `operators`) for `TokenRejected` alone, at every parse.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 RETRIES = 3  # each of: 429 (honouring Retry-After), 5xx, connection errors
 TOKEN_REFUSALS = frozenset(
@@ -27,6 +26,13 @@ def client(token: str, base_url: str | None = None) -> WebClient:
 
     `base_url` points it at the local stand-in; unset, it is Slack's own API.
     """
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+
     return WebClient(
         token=token,
         base_url=base_url or WebClient.BASE_URL,
@@ -45,6 +51,8 @@ def post(slack: WebClient, channel: str, text: str, blocks: list[dict[str, Any]]
     Raises TokenRejected for a refused token, SlackApiError if Slack refuses the message
     otherwise or stays down after the client's own retries.
     """
+    from slack_sdk.errors import SlackApiError
+
     try:
         return slack.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]
     except SlackApiError as exc:

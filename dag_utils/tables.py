@@ -1,25 +1,35 @@
-"""Every BigQuery table of the pipeline, declared once: used for DDL, load jobs and tests."""
+"""Every BigQuery table of the pipeline, declared once: used for DDL, load jobs, lineage
+assets and tests. Plain data (no BigQuery library), so the DAG files can use it to parse.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.cloud.bigquery import SchemaField
-
 import env
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column; `bigquery.schema` turns columns into the library's SchemaFields."""
+
+    name: str
+    field_type: str  # GoogleSQL type name
+    mode: str  # REQUIRED | NULLABLE
+    description: str
 
 
 @dataclass(frozen=True)
 class TableSpec:
     name: str
-    schema: tuple[SchemaField, ...]
+    schema: tuple[Column, ...]
     description: str
     partition_field: str | None = None  # partitioned by day of this TIMESTAMP column
     clustering: tuple[str, ...] = ()
 
 
-def _field(name: str, kind: str, description: str, required: bool = False) -> SchemaField:
-    return SchemaField(name, kind, "REQUIRED" if required else "NULLABLE", description=description)
+def _field(name: str, kind: str, description: str, required: bool = False) -> Column:
+    return Column(name, kind, "REQUIRED" if required else "NULLABLE", description)
 
 
 _RAW_KEY = (

@@ -7,7 +7,7 @@ from typing import Any
 
 import env
 from dag_utils import bigquery, sql, tables
-from dag_utils.raw_ingest import Window
+from dag_utils.windows import Window
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,9 @@ switches alerting off. One message when an incident starts, a reminder at most e
 `CDN_ALERT_REMINDER_MIN`, one when data is complete again; catch-up and backfill checks
 are summed up in one message by the next live check. The incident state is the Airflow
 Variable `cdn_alert_state`. If Slack stays down, `notify` fails after its retries; if Slack
-refuses the token, at once. No data task depends on it.
+refuses the token, at once. No data task depends on it. `check_window` reads the raw and
+dashboard table assets (`dag_utils/assets.py`): the expected domains come from the raw
+table, the minutes present from the dashboard.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 from airflow.sdk import BaseHook, Variable, dag, task
 
 import env
-from dag_utils import alerting, slack
-from dag_utils.operators import rejected_token_fails_now
+from dag_utils import assets
+from dag_utils.tokens import rejected_token_fails_now
+from dag_utils.windows import window_of
 
 
 @dag(
@@ -28,12 +31,16 @@ from dag_utils.operators import rejected_token_fails_now
     doc_md=__doc__,
 )
 def cdn_data_alert() -> None:
-    @task
+    @task(inlets=[assets.RAW, assets.DASHBOARD])
     def check_window(dag_run=None) -> dict:
-        return alerting.as_dict(alerting.check_window(alerting.window_of(dag_run.conf)))
+        from dag_utils import alerting  # BigQuery: in the task, never at parse time
+
+        return alerting.as_dict(alerting.check_window(window_of(dag_run.conf)))
 
     @task
     def notify(check: dict, dag_run=None) -> str:
+        from dag_utils import alerting, slack
+
         state = Variable.get(env.ALERT_STATE_VARIABLE, default={}, deserialize_json=True)
         live = bool(dag_run.conf.get("live", True))
         state, message = alerting.decide(

@@ -5,7 +5,11 @@ consecutive runs tile time and catchup backfills history. `plan_shards` lists th
 domains and cuts them into shards; `fetch_shard` is mapped over them, each taking a slot
 of the `cdn_api` pool, whose slots times the per-task ceiling cap the calls in flight on
 the API across all runs. `publish_window` writes every shard and the audit row in one
-BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool.
+BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool. It updates
+the raw and audit table assets (`dag_utils/assets.py`), for lineage.
+
+`dag_utils.raw_ingest` (BigQuery, pyarrow) is imported inside the tasks, not at the top:
+the DAG processor re-imports this file often and needs none of it.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from __future__ import annotations
 from airflow.sdk import BaseHook, dag, task
 
 import env
-from dag_utils import raw_ingest
-from dag_utils.operators import rejected_token_fails_now
+from dag_utils import assets
 from dag_utils.schedule import windowed_dag_args, windows
+from dag_utils.tokens import rejected_token_fails_now
+from dag_utils.windows import window_for
 
 
 def _api() -> tuple[str, str]:
     """The API's base URL and token, from the Airflow Connection, at run time."""
+    from dag_utils.raw_ingest import base_url
+
     conn = BaseHook.get_connection(env.CDN_API_CONN_ID)
-    return raw_ingest.base_url(conn.host, conn.schema, conn.port), conn.password
+    return base_url(conn.host, conn.schema, conn.port), conn.password
 
 
 @dag(
@@ -34,6 +41,8 @@ def _api() -> tuple[str, str]:
 def cdn_raw_ingest() -> None:
     @task(pool=env.CDN_API_POOL)
     def plan_shards() -> list[list[str]]:
+        from dag_utils import raw_ingest
+
         with rejected_token_fails_now(env.CDN_API_CONN_ID):
             return raw_ingest.plan_shards(*_api())
 
@@ -41,16 +50,27 @@ def cdn_raw_ingest() -> None:
     def fetch_shard(
         domains: list[str], data_interval_start=None, data_interval_end=None, run_id=None, ti=None
     ) -> dict:
-        window = raw_ingest.window_for(data_interval_start, data_interval_end)
+        from dag_utils import raw_ingest
+
+        window = window_for(data_interval_start, data_interval_end)
         with rejected_token_fails_now(env.CDN_API_CONN_ID):
             return raw_ingest.fetch_shard(window, run_id, ti.map_index, domains, *_api())
 
-    @task(pool=env.BQ_WRITE_POOL)
+    @task(pool=env.BQ_WRITE_POOL, outlets=[assets.RAW, assets.AUDIT])
     def publish_window(
-        shards: list[dict], data_interval_start=None, data_interval_end=None, run_id=None
+        shards: list[dict],
+        data_interval_start=None,
+        data_interval_end=None,
+        run_id=None,
+        outlet_events=None,
     ) -> dict:
-        window = raw_ingest.window_for(data_interval_start, data_interval_end)
-        return raw_ingest.publish(window, run_id, list(shards))
+        from dag_utils import raw_ingest
+
+        window = window_for(data_interval_start, data_interval_end)
+        summary = raw_ingest.publish(window, run_id, list(shards))
+        for table in (assets.RAW, assets.AUDIT):
+            outlet_events[table].extra = assets.window_extra(window)
+        return summary
 
     publish_window(fetch_shard.expand(domains=plan_shards()))
 

@@ -25,3 +25,18 @@ def run_dag(dag_id: str, interval_end: datetime) -> DagRun:
 
 def task_states(run: DagRun) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def asset_events(run: DagRun) -> dict[str, dict]:
+    """The asset events the run emitted, from the metadata DB: {asset URI: event extra}."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent).where(
+                AssetEvent.source_dag_id == run.dag_id, AssetEvent.source_run_id == run.run_id
+            )
+        ).all()
+        return {event.asset.uri: event.extra for event in events}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dag_utils.alerting import WindowCheck, decide, is_live
+from dag_utils.alerting import WindowCheck, decide
+from dag_utils.windows import is_live
 
 HOUR = timedelta(hours=1)
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

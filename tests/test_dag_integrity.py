@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from airflow.sdk import CronDataIntervalTimetable
 from airflow.sdk.definitions.timetables.simple import NullTimetable
 
 import env
 from dag_utils.operators import TriggerAlertForWindow
 from tests.airflow_runs import dag_bag
-from tools.dag_check import parse_alone
+from tools.dag_check import import_dag_file, parse_alone
+from tools.local_servers import REPO
 
 DAG_IDS = {env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID}
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+# What the tasks need and parsing does not: the DAG processor re-imports every file often.
+TASK_ONLY_LIBRARIES = ("google.cloud.bigquery", "pyarrow", "pandas", "slack_sdk")
 
 
 def test_the_dag_folder_parses_with_no_servers_network_or_metadata_db() -> None:
     assert parse_alone() == {"dags": sorted(DAG_IDS), "errors": {}}
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_a_dag_file_loads_no_bigquery_pyarrow_pandas_or_slack_library(dag_file: Path) -> None:
+    modules = import_dag_file(dag_file)["modules"]
+    loaded = {lib for lib in TASK_ONLY_LIBRARIES for m in modules if f"{m}.".startswith(f"{lib}.")}
+    assert loaded == set(), f"{dag_file.name} imports {sorted(loaded)} at parse time"
 
 
 def test_each_environment_names_its_dags_stably() -> None:
@@ -56,3 +70,22 @@ def test_the_transform_runs_after_its_ingest_whatever_became_of_it() -> None:
     assert set(sensor.allowed_states) == {"success", "failed"}
     assert transform.get_task("transform_window").trigger_rule == "all_done"
     assert isinstance(transform.get_task("trigger_alert"), TriggerAlertForWindow)
+
+
+def test_lineage_runs_from_the_raw_table_through_the_dashboard_to_the_alert_check() -> None:
+    bag = dag_bag()
+    ids = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
+    ingest, transform, alert = (bag.dags[dag_id] for dag_id in ids)
+    table = f"bigquery://{env.GCP_PROJECT}/{env.BQ_DATASET}/{{}}".format
+    raw, audit, dashboard = table(env.RAW_TABLE), table(env.AUDIT_TABLE), table(env.DASHBOARD_TABLE)
+
+    def uris(assets: list) -> set[str]:
+        return {asset.uri for asset in assets}
+
+    publish = ingest.get_task("publish_window")
+    assert uris(publish.outlets) == {raw, audit}
+    assert uris(transform.get_task("transform_window").inlets) == {raw}
+    assert uris(transform.get_task("transform_window").outlets) == {dashboard}
+    assert uris(alert.get_task("check_window").inlets) == {raw, dashboard}
+    tasks = [task for dag in (ingest, transform, alert) for task in dag.tasks]
+    assert sum(len(task.outlets) for task in tasks) == 3  # no other task claims a table

@@ -12,7 +12,8 @@ import pytest
 import env
 from dag_utils import raw_ingest, transform
 from dag_utils.cdn_api import ENDPOINTS
-from tests.airflow_runs import run_dag, task_states
+from dag_utils.windows import Window
+from tests.airflow_runs import asset_events, run_dag, task_states
 from tests.conftest import API_MAX_IN_FLIGHT, TEST_DATASET, TEST_SIM, TOKEN
 from tools.cdn_api_simulator import (
     FLOAT_METRICS,
@@ -191,7 +192,7 @@ def test_overlapping_runs_publishing_in_either_order_leave_no_duplicate(sim, bq)
     """Two runs of one window fetch, then publish one after the other (the publish pool
     has one slot, so that is the only interleaving Airflow allows)."""
     sim.configure(rate_empty=0.3, empty_calls=1)
-    window = raw_ingest.Window(W0, W0 + STEP)
+    window = Window(W0, W0 + STEP)
     (domains,) = raw_ingest.plan_shards(sim.url, TOKEN)
     first, second = (
         [raw_ingest.fetch_shard(window, run, 0, domains, sim.url, TOKEN)] for run in ("r1", "r2")
@@ -232,6 +233,7 @@ def test_a_rejected_token_fails_the_run_at_once_without_retrying_or_leaking_it(
     plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
     assert (plan.state, plan.try_number) == ("failed", 1)  # no task retry either
     assert sim.stats()["by_status"] == {"401": 1}
+    assert asset_events(run) == {}  # the raw table did not change
     task_log = "".join(capfd.readouterr())
     assert "rejected the cdn_api token" in task_log
     assert wrong not in task_log

@@ -1,20 +1,16 @@
 """Pure pieces of the raw ingest: windows, late and lost ranges, merging a refetch."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
+import pendulum
 import pytest
 
 from dag_utils.bigquery import table_id
 from dag_utils.cdn_api import DomainMinute
-from dag_utils.raw_ingest import (
-    Window,
-    base_url,
-    shards_of,
-    staging_table,
-    window_for,
-    write_staging_file,
-)
+from dag_utils.raw_ingest import base_url, shards_of, staging_table, write_staging_file
+from dag_utils.windows import Window, window_for
 
 LAG = timedelta(minutes=5)
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -24,6 +20,22 @@ def test_a_window_is_the_data_interval_shifted_back_by_the_lag() -> None:
     window = window_for(T0, T0 + timedelta(minutes=5), LAG)
     assert window == Window(T0 - LAG, T0)
     assert window.minutes == [int((T0 - LAG).timestamp()) + 60 * i for i in range(5)]
+
+
+def test_airflows_pendulum_interval_gives_the_same_utc_window_in_any_local_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    start = pendulum.instance(T0).in_timezone("America/New_York")  # as Airflow may pass it
+    monkeypatch.setenv("TZ", "Asia/Seoul")  # a developer's machine, not UTC
+    time.tzset()
+    try:
+        window = window_for(start, start + timedelta(minutes=5), LAG)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert window == Window(T0 - LAG, T0)
+    assert window.start.utcoffset() == timedelta(0)
+    assert window.minutes[0] == int((T0 - LAG).timestamp())
 
 
 def test_consecutive_runs_tile_time_without_gaps_or_overlaps() -> None:

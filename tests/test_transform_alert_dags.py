@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
-from dag_utils.alerting import window_conf
-from dag_utils.raw_ingest import Window
 from dag_utils.tables import DASHBOARD_METRICS
-from tests.airflow_runs import dag_bag, run_dag, task_states
+from dag_utils.windows import Window, window_conf
+from tests.airflow_runs import asset_events, dag_bag, run_dag, task_states
 from tests.conftest import TEST_DATASET, TEST_SIM
 from tools.cdn_api_simulator import true_metrics
 
@@ -25,10 +24,12 @@ def interval_end(i: int) -> datetime:
     return W0 + (i + 1) * STEP + env.AVAILABILITY_LAG
 
 
-def ingest_and_transform(i: int) -> None:
-    for dag_id in (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID):
-        run = run_dag(dag_id, interval_end(i))
-        assert run.state == "success", task_states(run)
+def ingest_and_transform(i: int) -> list:
+    runs = [
+        run_dag(dag_id, interval_end(i)) for dag_id in (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID)
+    ]
+    assert [r.state for r in runs] == ["success"] * 2, [task_states(r) for r in runs]
+    return runs
 
 
 def alert(i: int, live: bool = True):
@@ -51,6 +52,17 @@ def test_the_dashboard_has_the_apis_numbers_typed_with_utc_and_seoul_minutes(sim
         }
         for column, endpoint, metric, _ in DASHBOARD_METRICS:
             assert row[column] == truth[endpoint][metric], (column, row["domain"])
+
+
+def test_a_window_leaves_asset_events_for_the_tables_it_wrote(sim, bq) -> None:
+    ingest, transform = ingest_and_transform(1)
+    window = {
+        "window_start": "2026-11-23T10:05:00+00:00",
+        "window_end": "2026-11-23T10:10:00+00:00",
+    }
+    table = f"bigquery://local/{TEST_DATASET}/{{}}".format
+    assert asset_events(ingest) == {table(env.RAW_TABLE): window, table(env.AUDIT_TABLE): window}
+    assert asset_events(transform) == {table(env.DASHBOARD_TABLE): window}
 
 
 def test_a_gap_sends_exactly_one_message_naming_it(sim, bq, slack) -> None:

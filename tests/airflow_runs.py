@@ -1,11 +1,15 @@
-"""Running the bundle's DAGs through Airflow in tests."""
+"""Running the bundle's DAGs through Airflow in tests, and reading a real stack's runs."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 from airflow.models.dagrun import DagRun
+
+import env
+from tools.airflow_stack import AirflowStack
 
 
 @cache
@@ -25,3 +29,12 @@ def run_dag(dag_id: str, interval_end: datetime) -> DagRun:
 
 def task_states(run: DagRun) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def alert_run_of(airflow: AirflowStack, transform_run: dict[str, Any]) -> dict[str, Any]:
+    """The alert DAG's run that a transform run triggered: the one for its window."""
+    interval_end = datetime.fromisoformat(transform_run["data_interval_end"])
+    window_end = interval_end - env.AVAILABILITY_LAG
+    runs = airflow.wait_for_runs(env.ALERT_DAG_ID, 1)
+    (run,) = [r for r in runs if datetime.fromisoformat(r["conf"]["window_end"]) == window_end]
+    return run

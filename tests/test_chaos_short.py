@@ -6,9 +6,11 @@ from tools import chaos
 
 
 def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_or_leaked(
-    tmp_path,
+    tmp_path, metadata_db
 ) -> None:
-    result = chaos.run(windows=3, domains=6, horizon_min=5, home=tmp_path / "chaos")
+    result = chaos.run(
+        windows=3, domains=6, horizon_min=5, home=tmp_path / "chaos", database=metadata_db
+    )
     assert result["stored wrong"] == 0
     assert result["duplicated"] == 0
     assert result["lost unreported (must be 0)"] == 0

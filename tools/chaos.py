@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import env
@@ -31,10 +32,12 @@ from tools.local_servers import (
     CdnApiSimulator,
     SlackStandIn,
 )
+from tools.postgres import own_database, tables_containing
 
 HOME = LOCAL / "chaos"
 API_TOKEN = "chaos-api-token-7f3a"  # noqa: S105 - made up for this run, searched for in logs
 SLACK_TOKEN = "chaos-slack-token-91bc"  # noqa: S105
+TOKENS = (API_TOKEN, SLACK_TOKEN)
 BROKEN = "cache:d00003.example.net"  # fails for good: its minutes end up lost
 
 
@@ -57,8 +60,13 @@ def main() -> int:
     return 0 if run()["ok"] else 1
 
 
-def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) -> dict:
-    """The chaos run over the last `windows` windows; its table, and whether it held."""
+def run(
+    windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME, database=None
+) -> dict:
+    """The chaos run over the last `windows` windows; its table, and whether it held.
+
+    `database`: the metadata DB's URL; by default a PostgreSQL server of its own in `home`.
+    """
     shutil.rmtree(home, ignore_errors=True)
     sim_config = simulator(domains)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -71,6 +79,7 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
         BigQueryEmulator(home / "bigquery") as emulator,
         BigQueryFaultProxy(emulator.url) as proxy,
         SlackStandIn(SLACK_TOKEN, (env.ALERT_CHANNEL,)) as slack,
+        nullcontext(database) if database else own_database(home / "postgres") as database,
     ):
         os.environ["BIGQUERY_EMULATOR_HOST"] = proxy.url
         slack_conn = {"conn_type": "slack", "password": SLACK_TOKEN,
@@ -88,7 +97,9 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
             "CDN_RETRY_DELAY_S": "5",
         }
         try:
-            with AirflowStack(home / "airflow", settings, parallelism=4) as airflow:
+            with AirflowStack(
+                home / "airflow", settings, database=database, parallelism=4
+            ) as airflow:
                 airflow.set_bundle_pools()
                 for dag_id in DAGS:
                     airflow.wait_for_dag(dag_id)
@@ -101,7 +112,7 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
                 ran = len(airflow.runs(env.INGEST_DAG_ID))
                 failed = {d: [r["state"] for r in airflow.runs(d)].count("failed") for d in DAGS}
             return verify(sim_config, start, ran, horizon_min, slack.messages(), wall, failed,
-                          proxy.stats(), home)  # fmt: skip
+                          proxy.stats(), home, database)  # fmt: skip
         finally:
             if previous_bigquery is None:
                 os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
@@ -132,7 +143,9 @@ def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
     raise TimeoutError("the chaos run did not finish in 20 minutes")
 
 
-def verify(sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home) -> dict:
+def verify(
+    sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home, database
+) -> dict:
     from dag_utils import bigquery
 
     bq = bigquery.client()
@@ -182,17 +195,18 @@ def verify(sim, start, windows, horizon_min, messages, wall, failed, proxy_stats
     for message in messages:
         print("  slack> " + message["text"].replace("\n", "\n  slack> "))
     leaks = [str(p) for p in (home / "airflow").rglob("*") if p.is_file() and _contains_token(p)]
-    print(f"  token values found in the Airflow folder: {len(leaks)} {leaks[:3]}")
+    leaks += [f"metadata DB table {t}" for t in tables_containing(database, TOKENS)]
+    print(f"  token values found in Airflow's folder and DB: {len(leaks)} {leaks[:3]}")
     ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks
     return {**table, "messages": messages, "leaks": leaks, "ok": ok}
 
 
 def _contains_token(path) -> bool:
-    """Logs, task output and the metadata DB (XCom, rendered fields) are all searched."""
+    """Logs and task output; the metadata DB (XCom, rendered fields) is searched by table."""
     if path.name.startswith("."):  # the stack's own JWT and API secrets, not tokens
         return False
     text = path.read_bytes()
-    return API_TOKEN.encode() in text or SLACK_TOKEN.encode() in text
+    return any(token.encode() in text for token in TOKENS)
 
 
 if __name__ == "__main__":

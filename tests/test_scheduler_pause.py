@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
-from tests.airflow_runs import alert_run_of
+from tests.airflow_runs import alert_run_of, off_schedule
 from tools.airflow_stack import AirflowStack
 
 pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
@@ -53,7 +53,7 @@ def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
 
         airflow.set_paused(env.ALERT_DAG_ID, False)  # the UI toggle: alerting on
         manual = airflow.api(
-            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=now.isoformat()
+            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=off_schedule(now)
         )
         runs = airflow.wait_for_runs(env.TRANSFORM_DAG_ID, len(runs) + 1)
         # A slow run may see the next window's scheduled run too: pick ours by id.

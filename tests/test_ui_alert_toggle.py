@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
-from tests.airflow_runs import alert_run_of
+from tests.airflow_runs import alert_run_of, off_schedule
 from tools.airflow_stack import PASSWORD, USER, AirflowStack
 from tools.airflow_ui import logged_in, toggle_pause
 
@@ -52,7 +52,7 @@ def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path, metadata_
             assert not is_paused(airflow, env.ALERT_DAG_ID), tmp_path / "unpaused.png"
 
         manual = airflow.api(
-            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=now.isoformat()
+            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=off_schedule(now)
         )
         runs = airflow.wait_for_runs(env.TRANSFORM_DAG_ID, len(runs) + 1)
         (next_window,) = [r for r in runs if r["dag_run_id"] == manual["dag_run_id"]]

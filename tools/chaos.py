@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import env
 from tools.airflow_stack import AirflowStack
 from tools.cdn_api_simulator import EXTRA_COLUMN, SimConfig, true_metrics
+from tools.chaos_crashes import HEARTBEAT_TIMEOUT_S, Crashes
 from tools.local_servers import (
     LOCAL,
     BigQueryEmulator,
@@ -95,6 +96,7 @@ def run(
             "CDN_API_MAX_IN_FLIGHT": "16",
             "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),
             "CDN_RETRY_DELAY_S": "5",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         }
         try:
             with AirflowStack(
@@ -107,12 +109,14 @@ def run(
                 slack.configure(rate_limit_next=2, retry_after_s=1)
                 airflow.set_paused(env.INGEST_DAG_ID, False)
                 airflow.set_paused(env.TRANSFORM_DAG_ID, False)  # alerting paused for a while
-                script(airflow, slack, windows)
+                crashes = start_crashes(airflow, proxy, windows)
+                script(airflow, slack, windows, crashes)
                 wall = time.monotonic() - started
                 ran = len(airflow.runs(env.INGEST_DAG_ID))
                 failed = {d: [r["state"] for r in airflow.runs(d)].count("failed") for d in DAGS}
+                recovered = crashes.recoveries(), crashes.all_recovered()
             return verify(sim_config, start, ran, horizon_min, slack.messages(), wall, failed,
-                          proxy.stats(), home, database)  # fmt: skip
+                          proxy.stats(), home, database, recovered)  # fmt: skip
         finally:
             if previous_bigquery is None:
                 os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
@@ -120,7 +124,16 @@ def run(
                 os.environ["BIGQUERY_EMULATOR_HOST"] = previous_bigquery
 
 
-def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
+def start_crashes(airflow: AirflowStack, proxy: BigQueryFaultProxy, windows: int) -> Crashes:
+    """The process crashes (tools/chaos_crashes.py); the scheduler restart half-way."""
+    from dag_utils import bigquery
+
+    crashes = Crashes(airflow, proxy, bigquery.table_ids()["raw"], restart_after=windows // 2)
+    crashes.start()
+    return crashes
+
+
+def script(airflow: AirflowStack, slack: SlackStandIn, windows: int, crashes: Crashes) -> None:
     """Unpause alerting a third of the way in; Slack goes down for the middle third."""
     steps = [  # (after this many transform runs have finished, do this)
         (windows // 3, lambda: airflow.set_paused(env.ALERT_DAG_ID, False)),
@@ -137,14 +150,16 @@ def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
         busy = any(s not in ("success", "failed") for runs in states.values() for s in runs)
         print("  " + ", ".join(f"{d} {sum(s in ('success', 'failed') for s in r)}/{len(r)}"
                                for d, r in states.items()), flush=True)  # fmt: skip
-        if len(states[env.TRANSFORM_DAG_ID]) >= windows and not busy and not steps:
+        crashes.check()
+        caught_up = len(states[env.TRANSFORM_DAG_ID]) >= windows and not busy
+        if caught_up and not steps and crashes.finished:
             return
         time.sleep(5)
     raise TimeoutError("the chaos run did not finish in 20 minutes")
 
 
 def verify(
-    sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home, database
+    sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home, database, crashes
 ) -> dict:
     from dag_utils import bigquery
 
@@ -189,6 +204,8 @@ def verify(
         "DAG runs failed (ingest, transform, alert)": tuple(failed.values()),
         "wall time": f"{wall:.0f} s",
     }
+    recoveries, recovered = crashes
+    table |= recoveries
     print(f"\nchaos: {windows} windows x {len(sim.domain_list())} domains, every fault on")
     for label, value in table.items():
         print(f"  {label:<44} {value}")
@@ -197,7 +214,7 @@ def verify(
     leaks = [str(p) for p in (home / "airflow").rglob("*") if p.is_file() and _contains_token(p)]
     leaks += [f"metadata DB table {t}" for t in tables_containing(database, TOKENS)]
     print(f"  token values found in Airflow's folder and DB: {len(leaks)} {leaks[:3]}")
-    ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks
+    ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks and recovered
     return {**table, "messages": messages, "leaks": leaks, "ok": ok}
 
 

@@ -155,6 +155,14 @@ class BigQueryFaultProxy(ControlledServer):
     def stats(self) -> dict[str, Any]:
         return self._control("GET", "stats")
 
+    def hold(self, containing: str, method: str | None = None) -> dict[str, Any]:
+        """Keep the next request with the text in its path or body waiting (see stats)."""
+        return self._control("POST", "hold", {"containing": containing, "method": method})
+
+    def release(self, forward: bool) -> dict[str, Any]:
+        """Send the held request on to BigQuery, or drop it."""
+        return self._control("POST", "release", {"forward": forward})
+
 
 class SlackStandIn(ControlledServer):
     """The Slack Web API stand-in; `api_url` is what WebClient takes as base_url."""

@@ -1,10 +1,13 @@
-"""A short chaos run: every fault at once, three windows, under a real scheduler."""
+"""A short chaos run: every fault and crash at once, three windows, under a real scheduler."""
 
 from __future__ import annotations
+
+import pytest
 
 from tools import chaos
 
 
+@pytest.mark.timeout(900)  # three crashes, one waiting out a 60 s heartbeat timeout
 def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_or_leaked(
     tmp_path, metadata_db
 ) -> None:
@@ -15,6 +18,7 @@ def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_or_leak
     assert result["duplicated"] == 0
     assert result["lost unreported (must be 0)"] == 0
     assert result["leaks"] == []
+    assert result["crashes recovered"]  # every killed task ended in success
     assert result["stored correct (complete, = truth)"] > 0
     assert result["BigQuery jobs failed by injection"] == 1
     assert len(result["messages"]) <= 2  # one incident (and a catch-up summary, at most)

@@ -215,7 +215,7 @@ def verify(
     leaks += [f"metadata DB table {t}" for t in tables_containing(database, TOKENS)]
     print(f"  token values found in Airflow's folder and DB: {len(leaks)} {leaks[:3]}")
     ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks and recovered
-    return {**table, "messages": messages, "leaks": leaks, "ok": ok}
+    return {**table, "messages": messages, "leaks": leaks, "crashes recovered": recovered, "ok": ok}
 
 
 def _contains_token(path) -> bool:

@@ -46,7 +46,11 @@ class ServerProcess:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,  # `make demo-down` stops it with any children
             )
-        self._wait_ready(ready_path)
+        try:
+            self._wait_ready(ready_path)
+        except BaseException:  # interrupted, or an error: it must not outlive us
+            self.stop()
+            raise
 
     def _wait_ready(self, path: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -13,6 +13,8 @@ BQ_SYNCED := $(BQ_VENV)/.synced
 DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
 # The browser test drives Debian's Chromium (Playwright downloads no browser here).
 CHROMIUM := /usr/bin/chromium
+# Every local Airflow keeps its metadata DB in Debian's PostgreSQL 15 (tools/postgres.py).
+POSTGRES := /usr/lib/postgresql/15/bin/postgres
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv bq-emulator googlesql lock test lint format bench bench-scale chaos demo demo-down deploy simulator clean
@@ -68,7 +70,14 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-test: lint bq-emulator googlesql $(CHROMIUM)
+# No system cluster: the project's tools start their own servers, on free ports.
+$(POSTGRES):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-common
+	$(SUDO) sed -ri 's/^#?create_main_cluster .*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
+
+test: lint bq-emulator googlesql $(CHROMIUM) $(POSTGRES)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv
@@ -76,17 +85,17 @@ bench: venv
 	$(PY) -m tools.bench_memory
 	$(PY) -m tools.bench_dag_parse
 
-bench-scale: venv bq-emulator
+bench-scale: venv bq-emulator $(POSTGRES)
 	$(PY) -m tools.bench_scale
 
-chaos: venv bq-emulator
+chaos: venv bq-emulator $(POSTGRES)
 	$(PY) -m tools.chaos
 
 deploy: venv
 	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]"; exit 2; }
 	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(DRY_RUN),--dry-run)
 
-demo: venv bq-emulator
+demo: venv bq-emulator $(POSTGRES)
 	$(PY) -m tools.demo up
 
 demo-down: venv

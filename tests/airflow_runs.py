@@ -1,11 +1,15 @@
-"""Running the bundle's DAGs through Airflow in tests."""
+"""Running the bundle's DAGs through Airflow in tests, and reading a real stack's runs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from airflow.models.dagrun import DagRun
+
+import env
+from tools.airflow_stack import AirflowStack
 
 
 @cache
@@ -40,3 +44,18 @@ def asset_events(run: DagRun) -> dict[str, dict]:
             )
         ).all()
         return {event.asset.uri: event.extra for event in events}
+
+
+def off_schedule(now: datetime) -> str:
+    """A manual run's logical date that no scheduled run can have (they fall on whole
+    minutes), so a slow test that outlives a window boundary gets no 409 Conflict."""
+    return (now.replace(second=0, microsecond=0) + timedelta(seconds=30)).isoformat()
+
+
+def alert_run_of(airflow: AirflowStack, transform_run: dict[str, Any]) -> dict[str, Any]:
+    """The alert DAG's run that a transform run triggered: the one for its window."""
+    interval_end = datetime.fromisoformat(transform_run["data_interval_end"])
+    window_end = interval_end - env.AVAILABILITY_LAG
+    runs = airflow.wait_for_runs(env.ALERT_DAG_ID, 1)
+    (run,) = [r for r in runs if datetime.fromisoformat(r["conf"]["window_end"]) == window_end]
+    return run

@@ -1,5 +1,8 @@
 """Shared fixtures: one of each local server per test session, Airflow on a temporary home.
 
+The session's PostgreSQL server (in a temporary folder, on a free port) holds the
+metadata DB of the in-process Airflow and a fresh database for each real Airflow stack.
+
 The way Composer loads the bundle is mirrored: the repository root (the bucket's dags/
 folder) is on sys.path, and connections come from AIRFLOW_CONN_* environment variables.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ from tools.local_servers import (
     CdnApiSimulator,
     SlackStandIn,
 )
+from tools.postgres import PostgresServer, airflow_database_settings
 
 TOKEN = "tok-3f9c-NEVER-LOG-ME"
 MINUTE = 1795428000  # 2026-11-23T10:00Z
@@ -42,8 +47,11 @@ API_MAX_IN_FLIGHT = 8
 def pytest_configure(config: pytest.Config) -> None:
     """Airflow and env.py read their settings at import: set them before any test imports."""
     home = Path(tempfile.mkdtemp(prefix="airflow-test-"))
+    postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="airflow-test-postgres-"))).start()
+    config.stash[POSTGRES] = postgres
     os.environ.update(
         AIRFLOW_HOME=str(home),
+        **airflow_database_settings(postgres.new_database("session")),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="True",
@@ -55,6 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
         CDN_WINDOW_DEADLINE_S="60",
     )
     config.stash[AIRFLOW_HOME] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if postgres := config.stash.get(POSTGRES, None):
+        postgres.stop()
+        shutil.rmtree(postgres.root, ignore_errors=True)
 
 
 AIRFLOW_HOME = pytest.StashKey[Path]()
@@ -73,6 +87,15 @@ def sent_to_bigquery() -> Iterator[SentToBigQuery]:
     boundary (dag_utils.bigquery), recorded for the GoogleSQL check; the calls go on."""
     with pytest.MonkeyPatch.context() as patch, SentToBigQuery(patch) as sent:
         yield sent
+
+
+POSTGRES = pytest.StashKey[PostgresServer]()
+
+
+@pytest.fixture
+def metadata_db(pytestconfig: pytest.Config) -> str:
+    """A fresh, empty metadata database on the session's server, for one Airflow stack."""
+    return pytestconfig.stash[POSTGRES].new_database()
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +144,7 @@ def bq(bq_proxy: BigQueryFaultProxy):
 
 @pytest.fixture(scope="session")
 def airflow_db(pytestconfig: pytest.Config) -> Path:
-    """A migrated metadata database (SQLite) in the session's AIRFLOW_HOME."""
+    """The session's migrated metadata database, for Airflow in the test process."""
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         check=True,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("cdn_connection")
 
 
 def test_a_one_hour_catchup_lands_every_minute_once_within_the_api_budget(
-    sim, bq, tmp_path
+    sim, bq, tmp_path, metadata_db
 ) -> None:
     sim.configure(latency_ms=20)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -26,7 +26,7 @@ def test_a_one_hour_catchup_lands_every_minute_once_within_the_api_budget(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
     started = time.monotonic()
-    with AirflowStack(tmp_path / "airflow", settings) as airflow:
+    with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
         airflow.set_bundle_pools(2)
         airflow.wait_for_dag("cdn_raw_ingest")
         airflow.set_paused("cdn_raw_ingest", False)

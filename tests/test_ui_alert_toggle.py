@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
+from tests.airflow_runs import alert_run_of, off_schedule
 from tools.airflow_stack import PASSWORD, USER, AirflowStack
 from tools.airflow_ui import logged_in, toggle_pause
 
@@ -22,7 +23,7 @@ def trigger_alert_state(airflow: AirflowStack, run: dict) -> str:
     return next(ti["state"] for ti in tis if ti["task_id"] == "trigger_alert")
 
 
-def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path) -> None:
+def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path, metadata_db) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     settings = {  # catchup makes one transform run: the last complete window
         "CDN_START_DATE": (now - timedelta(minutes=now.minute % 5 + 5)).isoformat(),
@@ -30,7 +31,7 @@ def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path) -> None:
         "CDN_INGEST_WAIT_S": "5",  # the ingest DAG stays paused: transform after 5 s
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
-    with AirflowStack(tmp_path / "airflow", settings) as airflow:
+    with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
         airflow.set_bundle_pools()
         for dag_id in (env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID):
             airflow.wait_for_dag(dag_id)
@@ -51,10 +52,9 @@ def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path) -> None:
             assert not is_paused(airflow, env.ALERT_DAG_ID), tmp_path / "unpaused.png"
 
         manual = airflow.api(
-            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=now.isoformat()
+            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=off_schedule(now)
         )
         runs = airflow.wait_for_runs(env.TRANSFORM_DAG_ID, len(runs) + 1)
         (next_window,) = [r for r in runs if r["dag_run_id"] == manual["dag_run_id"]]
         assert trigger_alert_state(airflow, next_window) == "success"
-        (alert_run,) = airflow.wait_for_runs(env.ALERT_DAG_ID, 1)
-        assert alert_run["state"] == "success"
+        assert alert_run_of(airflow, next_window)["state"] == "success"

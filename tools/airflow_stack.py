@@ -1,7 +1,9 @@
 """A real Airflow 3 on 127.0.0.1: api-server, scheduler, dag-processor (and triggerer).
 
 Used where Airflow's own scheduling is what is tested (pools across parallel runs, the
-paused-DAG check) and by `make demo`. LocalExecutor with small parallelism on SQLite.
+paused-DAG check) and by `make demo`, `make chaos` and `make bench-scale`. LocalExecutor
+with small parallelism; the metadata DB is a PostgreSQL database (tools/postgres.py), as
+on Composer: never SQLite, whose single writer lock fails concurrent writers after 5 s.
 The scheduler and triggerer run with --skip-serve-logs, since their log servers bind every
 interface; the api-server reads task logs from the shared log folder instead.
 """
@@ -22,6 +24,7 @@ import requests
 
 import env
 from tools.local_servers import REPO, free_port
+from tools.postgres import airflow_database_settings
 
 USER, PASSWORD = "admin", "admin"
 TERMINAL = {"success", "failed"}
@@ -32,6 +35,8 @@ class AirflowStack:
         self,
         home: Path,
         env: dict[str, str] | None = None,
+        *,
+        database: str,
         parallelism: int = 4,
         triggerer: bool = False,
         port: int = 0,
@@ -50,6 +55,7 @@ class AirflowStack:
             "PYTHONPATH": str(REPO),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **airflow_database_settings(database),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -93,21 +99,34 @@ class AirflowStack:
 
     def start(self, timeout: float = 180) -> Self:
         self.airflow("db", "migrate")
-        logs = self.home / "service-logs"
-        logs.mkdir(exist_ok=True)
-        for command in self.commands:
-            with (logs / f"{command[0]}.log").open("ab") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "airflow", *command],
-                        env=self.env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # stop() ends each service with its children
-                    )
-                )
+        self.procs = [self._spawn(command) for command in self.commands]
         self._wait(lambda: requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).ok, timeout)
         return self
+
+    def _spawn(self, command: list[str]) -> subprocess.Popen:
+        logs = self.home / "service-logs"
+        logs.mkdir(exist_ok=True)
+        with (logs / f"{command[0]}.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "airflow", *command],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stop() ends each service with its children
+            )
+
+    def restart(self, service: str, grace: float = 120) -> None:
+        """Restart one service as a process manager does: SIGTERM to it, its group killed
+        if it is still there after `grace` seconds, then a new one."""
+        index = next(i for i, command in enumerate(self.commands) if command[0] == service)
+        proc = self.procs[index]
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.procs[index] = self._spawn(self.commands[index])
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import env
 from tools.airflow_stack import AirflowStack
 from tools.local_servers import LOCAL, BigQueryEmulator, CdnApiSimulator
+from tools.postgres import own_database
 
 HOME = LOCAL / "bench-scale"
 DOMAINS, CAPACITY, LATENCY_MS, SLOTS, IN_FLIGHT, SHARD = 10_000, 128, 40.0, 4, 128, 2_500
@@ -30,7 +31,11 @@ def main() -> None:
     start = now - timedelta(minutes=now.minute % 5 + 5)  # catchup: the last complete window
     sim_args = {"domains": DOMAINS, "capacity": CAPACITY, "latency_ms": LATENCY_MS,
                 "available_after_s": 0, "token": TOKEN}  # fmt: skip
-    with CdnApiSimulator(**sim_args) as sim, BigQueryEmulator(HOME / "bigquery") as bigquery:
+    with (
+        CdnApiSimulator(**sim_args) as sim,
+        BigQueryEmulator(HOME / "bigquery") as bigquery,
+        own_database(HOME / "postgres") as database,
+    ):
         os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery.url
         settings = {
             "BIGQUERY_EMULATOR_HOST": bigquery.url,
@@ -43,7 +48,9 @@ def main() -> None:
             "CDN_API_MAX_IN_FLIGHT": str(IN_FLIGHT),
             "CDN_SHARD_SIZE": str(SHARD),
         }
-        with AirflowStack(HOME / "airflow", settings, parallelism=SLOTS + 2) as airflow:
+        with AirflowStack(
+            HOME / "airflow", settings, database=database, parallelism=SLOTS + 2
+        ) as airflow:
             airflow.set_bundle_pools(SLOTS)
             airflow.wait_for_dag(env.INGEST_DAG_ID)
             airflow.set_paused(env.INGEST_DAG_ID, False)

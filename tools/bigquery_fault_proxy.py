@@ -7,11 +7,19 @@ for a job it rejects. POST /_proxy/refuse {"dataset_creation": true} answers eve
 creation with HTTP 403, as BigQuery does for a service account without
 bigquery.datasets.create (e.g. one with only roles/bigquery.dataEditor on the dataset).
 GET /_proxy/stats counts requests, injected failures and refusals.
+
+The chaos run's crashes use holds: POST /_proxy/hold {"containing": "PARQUET", "method":
+"POST"} keeps the next request whose path or body contains that text waiting; stats then
+show it under "held" with the client's port, so the process that sent it can be found
+and killed at exactly that point. POST /_proxy/release {"forward": true} then sends it
+on (BigQuery runs a job whose client died) or, with false, drops it (the client died
+before sending it).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from aiohttp import ClientSession, web
 
@@ -31,9 +39,10 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "con
 
 
 def build_app(upstream: str) -> web.Application:
-    state = {"containing": "", "times": 0, "failed": 0, "requests": 0,
+    state = {"containing": "", "times": 0, "failed": 0, "requests": 0, "held": None,
              "refuse_dataset_creation": False, "refused": 0}  # fmt: skip
     app = web.Application(client_max_size=1024**3)
+    holds: dict = {"armed": None, "release": None}
 
     async def fail(request: web.Request) -> web.Response:
         body = await request.json()
@@ -47,6 +56,35 @@ def build_app(upstream: str) -> web.Application:
 
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(state)
+
+    async def hold(request: web.Request) -> web.Response:
+        body = await request.json()
+        holds["armed"] = {"containing": str(body["containing"]), "method": body.get("method")}
+        return web.json_response(state)
+
+    async def release(request: web.Request) -> web.Response:
+        body = await request.json()
+        if holds["release"] is None or holds["release"].done():
+            raise web.HTTPConflict(text="nothing is held")
+        holds["release"].set_result(bool(body.get("forward", True)))
+        return web.json_response(state)
+
+    def to_hold(request: web.Request, body: bytes) -> bool:
+        armed = holds["armed"]
+        if armed is None or armed["method"] not in (None, request.method):
+            return False
+        return armed["containing"].encode() in request.path_qs.encode() + body
+
+    async def held(request: web.Request) -> bool:
+        """Wait for the release; whether to forward the request."""
+        holds["armed"] = None
+        holds["release"] = asyncio.get_running_loop().create_future()
+        _, port = request.transport.get_extra_info("peername")[:2]
+        state["held"] = {"method": request.method, "path": request.path, "client_port": port}
+        try:
+            return await holds["release"]
+        finally:
+            state["held"] = None
 
     async def forward(request: web.Request) -> web.Response:
         state["requests"] += 1
@@ -62,6 +100,8 @@ def build_app(upstream: str) -> web.Application:
             state["times"] -= 1
             state["failed"] += 1
             return web.json_response({"error": INJECTED_ERROR}, status=400)
+        if to_hold(request, body) and not await held(request):
+            return web.json_response({"error": INJECTED_ERROR}, status=503)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         async with app["session"].request(
             request.method, upstream + request.path_qs, data=body, headers=headers
@@ -79,6 +119,8 @@ def build_app(upstream: str) -> web.Application:
     app.router.add_post("/_proxy/fail", fail)
     app.router.add_post("/_proxy/refuse", refuse)
     app.router.add_get("/_proxy/stats", stats)
+    app.router.add_post("/_proxy/hold", hold)
+    app.router.add_post("/_proxy/release", release)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
 

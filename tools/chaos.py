@@ -19,11 +19,13 @@ import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import env
 from tools.airflow_stack import AirflowStack
 from tools.cdn_api_simulator import EXTRA_COLUMN, SimConfig, true_metrics
+from tools.chaos_crashes import HEARTBEAT_TIMEOUT_S, Crashes
 from tools.local_servers import (
     LOCAL,
     BigQueryEmulator,
@@ -31,10 +33,12 @@ from tools.local_servers import (
     CdnApiSimulator,
     SlackStandIn,
 )
+from tools.postgres import own_database, tables_containing
 
 HOME = LOCAL / "chaos"
 API_TOKEN = "chaos-api-token-7f3a"  # noqa: S105 - made up for this run, searched for in logs
 SLACK_TOKEN = "chaos-slack-token-91bc"  # noqa: S105
+TOKENS = (API_TOKEN, SLACK_TOKEN)
 BROKEN = "cache:d00003.example.net"  # fails for good: its minutes end up lost
 
 
@@ -57,8 +61,13 @@ def main() -> int:
     return 0 if run()["ok"] else 1
 
 
-def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) -> dict:
-    """The chaos run over the last `windows` windows; its table, and whether it held."""
+def run(
+    windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME, database=None
+) -> dict:
+    """The chaos run over the last `windows` windows; its table, and whether it held.
+
+    `database`: the metadata DB's URL; by default a PostgreSQL server of its own in `home`.
+    """
     shutil.rmtree(home, ignore_errors=True)
     sim_config = simulator(domains)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -71,6 +80,7 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
         BigQueryEmulator(home / "bigquery") as emulator,
         BigQueryFaultProxy(emulator.url) as proxy,
         SlackStandIn(SLACK_TOKEN, (env.ALERT_CHANNEL,)) as slack,
+        nullcontext(database) if database else own_database(home / "postgres") as database,
     ):
         os.environ["BIGQUERY_EMULATOR_HOST"] = proxy.url
         slack_conn = {"conn_type": "slack", "password": SLACK_TOKEN,
@@ -86,9 +96,12 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
             "CDN_API_MAX_IN_FLIGHT": "16",
             "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),
             "CDN_RETRY_DELAY_S": "5",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         }
         try:
-            with AirflowStack(home / "airflow", settings, parallelism=4) as airflow:
+            with AirflowStack(
+                home / "airflow", settings, database=database, parallelism=4
+            ) as airflow:
                 airflow.set_bundle_pools()
                 for dag_id in DAGS:
                     airflow.wait_for_dag(dag_id)
@@ -96,12 +109,14 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
                 slack.configure(rate_limit_next=2, retry_after_s=1)
                 airflow.set_paused(env.INGEST_DAG_ID, False)
                 airflow.set_paused(env.TRANSFORM_DAG_ID, False)  # alerting paused for a while
-                script(airflow, slack, windows)
+                crashes = start_crashes(airflow, proxy, windows)
+                script(airflow, slack, windows, crashes)
                 wall = time.monotonic() - started
                 ran = len(airflow.runs(env.INGEST_DAG_ID))
                 failed = {d: [r["state"] for r in airflow.runs(d)].count("failed") for d in DAGS}
+                recovered = crashes.recoveries(), crashes.all_recovered()
             return verify(sim_config, start, ran, horizon_min, slack.messages(), wall, failed,
-                          proxy.stats(), home)  # fmt: skip
+                          proxy.stats(), home, database, recovered)  # fmt: skip
         finally:
             if previous_bigquery is None:
                 os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
@@ -109,7 +124,16 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
                 os.environ["BIGQUERY_EMULATOR_HOST"] = previous_bigquery
 
 
-def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
+def start_crashes(airflow: AirflowStack, proxy: BigQueryFaultProxy, windows: int) -> Crashes:
+    """The process crashes (tools/chaos_crashes.py); the scheduler restart half-way."""
+    from dag_utils import bigquery
+
+    crashes = Crashes(airflow, proxy, bigquery.table_ids()["raw"], restart_after=windows // 2)
+    crashes.start()
+    return crashes
+
+
+def script(airflow: AirflowStack, slack: SlackStandIn, windows: int, crashes: Crashes) -> None:
     """Unpause alerting a third of the way in; Slack goes down for the middle third."""
     steps = [  # (after this many transform runs have finished, do this)
         (windows // 3, lambda: airflow.set_paused(env.ALERT_DAG_ID, False)),
@@ -126,13 +150,17 @@ def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
         busy = any(s not in ("success", "failed") for runs in states.values() for s in runs)
         print("  " + ", ".join(f"{d} {sum(s in ('success', 'failed') for s in r)}/{len(r)}"
                                for d, r in states.items()), flush=True)  # fmt: skip
-        if len(states[env.TRANSFORM_DAG_ID]) >= windows and not busy and not steps:
+        crashes.check()
+        caught_up = len(states[env.TRANSFORM_DAG_ID]) >= windows and not busy
+        if caught_up and not steps and crashes.finished:
             return
         time.sleep(5)
     raise TimeoutError("the chaos run did not finish in 20 minutes")
 
 
-def verify(sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home) -> dict:
+def verify(
+    sim, start, windows, horizon_min, messages, wall, failed, proxy_stats, home, database, crashes
+) -> dict:
     from dag_utils import bigquery
 
     bq = bigquery.client()
@@ -176,23 +204,26 @@ def verify(sim, start, windows, horizon_min, messages, wall, failed, proxy_stats
         "DAG runs failed (ingest, transform, alert)": tuple(failed.values()),
         "wall time": f"{wall:.0f} s",
     }
+    recoveries, recovered = crashes
+    table |= recoveries
     print(f"\nchaos: {windows} windows x {len(sim.domain_list())} domains, every fault on")
     for label, value in table.items():
         print(f"  {label:<44} {value}")
     for message in messages:
         print("  slack> " + message["text"].replace("\n", "\n  slack> "))
     leaks = [str(p) for p in (home / "airflow").rglob("*") if p.is_file() and _contains_token(p)]
-    print(f"  token values found in the Airflow folder: {len(leaks)} {leaks[:3]}")
-    ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks
-    return {**table, "messages": messages, "leaks": leaks, "ok": ok}
+    leaks += [f"metadata DB table {t}" for t in tables_containing(database, TOKENS)]
+    print(f"  token values found in Airflow's folder and DB: {len(leaks)} {leaks[:3]}")
+    ok = wrong == 0 and table["duplicated"] == 0 and unreported == 0 and not leaks and recovered
+    return {**table, "messages": messages, "leaks": leaks, "crashes recovered": recovered, "ok": ok}
 
 
 def _contains_token(path) -> bool:
-    """Logs, task output and the metadata DB (XCom, rendered fields) are all searched."""
+    """Logs and task output; the metadata DB (XCom, rendered fields) is searched by table."""
     if path.name.startswith("."):  # the stack's own JWT and API secrets, not tokens
         return False
     text = path.read_bytes()
-    return API_TOKEN.encode() in text or SLACK_TOKEN.encode() in text
+    return any(token.encode() in text for token in TOKENS)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import requests
 import env
 from tools.airflow_stack import PASSWORD, USER, AirflowStack
 from tools.local_servers import LOCAL, REPO, BigQueryEmulator, CdnApiSimulator, SlackStandIn
+from tools.postgres import PostgresServer
+from tools.progress import CatchupProgress
 
 DEMO = LOCAL / "demo"
 PIDS = DEMO / "processes.json"
@@ -59,6 +61,7 @@ def up() -> None:
         bigquery = _started(BigQueryEmulator(DEMO / "bigquery"))
         slack_token = provisioning["connections"]["slack_api_default"]["password"]
         slack = _started(SlackStandIn(slack_token, (env.ALERT_CHANNEL,)))
+        postgres = _started(PostgresServer(DEMO / "postgres").start())
         os.environ["BIGQUERY_EMULATOR_HOST"] = bigquery.url
         settings = {
             "BIGQUERY_EMULATOR_HOST": bigquery.url,
@@ -68,8 +71,10 @@ def up() -> None:
         print(f"CDN API simulator  {sim.url}  ({json.dumps(SIMULATOR)})")
         print(f"BigQuery emulator  {bigquery.url}")
         print(f"Slack stand-in     {slack.api_url}")
+        print(f"PostgreSQL 15      127.0.0.1:{postgres.port}  (Airflow's metadata DB)")
         print("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...", flush=True)
-        airflow = AirflowStack(DEMO / "airflow", settings, triggerer=True)
+        database = postgres.new_database()
+        airflow = AirflowStack(DEMO / "airflow", settings, database=database, triggerer=True)
         try:
             airflow.start()
         finally:
@@ -169,18 +174,17 @@ def _group_alive(pgid: int) -> bool:
 
 
 def wait_with_progress(airflow: AirflowStack, windows: int) -> None:
+    """Until the transform has run every window and no run of any DAG is unfinished."""
     deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        counts, busy = [], False
-        for dag_id in DAGS:
-            states = [r["state"] for r in airflow.runs(dag_id)]
-            done = states.count("success") + states.count("failed")
-            busy |= done < len(states)
-            counts.append(f"{dag_id} {done}/{len(states)}")
-        print("  runs finished: " + ", ".join(counts), flush=True)
-        if len(airflow.runs(env.TRANSFORM_DAG_ID)) >= windows and not busy:
-            return
-        time.sleep(5)
+    with CatchupProgress(DAGS) as progress:
+        while time.monotonic() < deadline:
+            states = {dag_id: [r["state"] for r in airflow.runs(dag_id)] for dag_id in DAGS}
+            for dag_id, dag_states in states.items():
+                progress.update(dag_id, dag_states, windows)
+            busy = any(s not in ("success", "failed") for runs in states.values() for s in runs)
+            if len(states[env.TRANSFORM_DAG_ID]) >= windows and not busy:
+                return
+            time.sleep(2)
     raise TimeoutError("the catchup did not finish in 15 minutes")
 
 

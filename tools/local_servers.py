@@ -46,7 +46,11 @@ class ServerProcess:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,  # `make demo-down` stops it with any children
             )
-        self._wait_ready(ready_path)
+        try:
+            self._wait_ready(ready_path)
+        except BaseException:  # interrupted, or an error: it must not outlive us
+            self.stop()
+            raise
 
     def _wait_ready(self, path: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -158,6 +162,14 @@ class BigQueryFaultProxy(ControlledServer):
 
     def stats(self) -> dict[str, Any]:
         return self._control("GET", "stats")
+
+    def hold(self, containing: str, method: str | None = None) -> dict[str, Any]:
+        """Keep the next request with the text in its path or body waiting (see stats)."""
+        return self._control("POST", "hold", {"containing": containing, "method": method})
+
+    def release(self, forward: bool) -> dict[str, Any]:
+        """Send the held request on to BigQuery, or drop it."""
+        return self._control("POST", "release", {"forward": forward})
 
 
 class SlackStandIn(ControlledServer):

@@ -1,0 +1,179 @@
+"""The metadata DB of every local Airflow: a PostgreSQL server in a folder of ours.
+
+Debian's postgresql-15 binaries (`make` installs the package), a data folder given by
+the caller, listening on 127.0.0.1 only (no Unix socket), password authentication.
+PostgreSQL refuses to run as root: as root, the server runs as the `postgres` account
+that Debian's package creates. The server is a process-group leader, so `make
+demo-down` stops it with its backends; `stop()` stops exactly it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+import psycopg
+from psycopg import sql
+
+from tools.local_servers import free_port
+
+BIN = Path("/usr/lib/postgresql/15/bin")
+SERVICE_ACCOUNT = "postgres"  # created by Debian's package; used only when we are root
+SUPERUSER = "airflow"
+# A throwaway local server: durability is traded for speed on a loaded machine.
+SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "max_connections": "300",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+class PostgresServer:
+    """One server, data in `root/data`; `new_database()` hands each stack a fresh DB."""
+
+    def __init__(self, root: Path, port: int = 0) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.log_path = root / "postgres.log"
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self._databases = 0
+
+    @property
+    def _password(self) -> str:
+        return (self.root / ".password").read_text()
+
+    def url(self, database: str = "postgres") -> str:
+        """The SQLAlchemy URL of one of its databases (psycopg 3)."""
+        return f"postgresql+psycopg://{SUPERUSER}:{self._password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 60) -> Self:
+        if not (BIN / "postgres").exists():
+            raise RuntimeError(f"PostgreSQL 15 is not installed ({BIN}): run `make test` once")
+        if not (self.data / "PG_VERSION").exists():
+            self._init()
+        options = [arg for name, value in SETTINGS.items() for arg in ("-c", f"{name}={value}")]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [BIN / "postgres", "-D", self.data, "-p", str(self.port), *options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a group of its own, backends included
+                user=_service_account(),
+            )
+        deadline = time.monotonic() + timeout
+        while not self._accepts_connections():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"PostgreSQL did not start; see {self.log_path}")
+            time.sleep(0.1)
+        return self
+
+    def _init(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        password = self.root / ".password"
+        password.write_text(secrets.token_hex(16))
+        password.chmod(0o600)
+        account = _service_account()
+        pwfile = self.root / ".pwfile"  # initdb reads the password as the server's account
+        shutil.copy(password, pwfile)
+        if account:  # its data folder and the password for initdb belong to that account
+            for path in (self.root, self.data, pwfile):
+                shutil.chown(path, account)
+        initdb = subprocess.run(
+            [BIN / "initdb", "-D", self.data, "-U", SUPERUSER, f"--pwfile={pwfile}",
+             "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+            capture_output=True, text=True, user=account,
+        )  # fmt: skip
+        pwfile.unlink()
+        if initdb.returncode:
+            raise RuntimeError(f"initdb failed in {self.data}:\n{initdb.stderr}")
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self._dsn(), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _dsn(self, database: str = "postgres") -> str:
+        return libpq_dsn(self.url(database))
+
+    def new_database(self, prefix: str = "airflow") -> str:
+        """A new, empty database; its SQLAlchemy URL."""
+        self._databases += 1
+        name = f"{prefix}_{self._databases}"
+        with psycopg.connect(self._dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Fast shutdown (clients disconnected, then a checkpoint); killed after 30 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def airflow_database_settings(url: str) -> dict[str, str]:
+    """Airflow's settings for a metadata DB URL: both engines on psycopg 3.
+
+    Airflow 3.3 derives the async URL with asyncpg; psycopg serves both when the async
+    URL is set explicitly (apache/airflow#68496, #69089).
+    """
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": url.replace(
+            "postgresql+psycopg:", "postgresql+psycopg_async:"
+        ),
+    }
+
+
+def libpq_dsn(url: str) -> str:
+    """The psycopg connection string of a SQLAlchemy URL made here."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def tables_containing(url: str, texts: Iterable[str]) -> list[str]:
+    """The tables of the database with a row whose text form contains one of `texts`."""
+    found = []
+    with psycopg.connect(libpq_dsn(url)) as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        for (table,) in tables.fetchall():
+            query = sql.SQL("SELECT 1 FROM {} AS t WHERE strpos(t::text, %s) > 0 LIMIT 1")
+            query = query.format(sql.Identifier(table))
+            if any(conn.execute(query, (text,)).fetchone() for text in texts):
+                found.append(table)
+    return found
+
+
+def _service_account() -> str | None:
+    return SERVICE_ACCOUNT if os.geteuid() == 0 else None
+
+
+@contextmanager
+def own_database(root: Path) -> Iterator[str]:
+    """A server of its own in `root`, stopped at the end; the URL of a fresh database."""
+    with PostgresServer(root) as server:
+        yield server.new_database()

@@ -6,14 +6,16 @@ domains and cuts them into shards; `fetch_shard` is mapped over them, each takin
 of the `cdn_api` pool, whose slots times the per-task ceiling cap the calls in flight on
 the API across all runs. `publish_window` writes every shard and the audit row in one
 BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool.
+`watch_pools` fails the run (fail_fast) with the pool's name if a pool is missing, which
+Airflow otherwise only logs while the run waits for ever.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook, dag, task
+from airflow.sdk import BaseHook, dag, get_current_context, task
 
 import env
-from dag_utils import raw_ingest
+from dag_utils import pools, raw_ingest
 from dag_utils.operators import rejected_token_fails_now
 from dag_utils.schedule import windowed_dag_args, windows
 
@@ -28,6 +30,7 @@ def _api() -> tuple[str, str]:
     dag_id=env.INGEST_DAG_ID,
     schedule=windows(),
     **windowed_dag_args(),
+    fail_fast=True,  # a failed task skips the rest: publish cannot run without every shard
     tags=["cdn", "ingest"],
     doc_md=__doc__,
 )
@@ -52,7 +55,13 @@ def cdn_raw_ingest() -> None:
         window = raw_ingest.window_for(data_interval_start, data_interval_end)
         return raw_ingest.publish(window, run_id, list(shards))
 
+    @task.sensor(poke_interval=env.POOL_POKE.total_seconds(), mode="reschedule", timeout=24 * 3600)
+    def watch_pools(ti=None, dag=None, dag_run=None) -> bool:
+        since = ti.get_first_reschedule_date(get_current_context()) or ti.start_date
+        return pools.watch(ti, dag, dag_run, since, env.POOL_WAIT)
+
     publish_window(fetch_shard.expand(domains=plan_shards()))
+    watch_pools()
 
 
 cdn_raw_ingest()

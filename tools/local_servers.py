@@ -54,9 +54,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.log_path.stem} exited; see {self.log_path}")
             try:
-                requests.get(self.url + path, timeout=1)
+                requests.get(self.url + path, timeout=5)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine is slow
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(

@@ -24,7 +24,7 @@ help:
 	@echo "make bench      CDN API client speed and worker memory against the simulator (prints figures)"
 	@echo "make bench-scale  10,000 domains x one window through the ingest DAG (prints figures)"
 	@echo "make chaos      a one-hour catchup with every fault on, checked against the truth"
-	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
+	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> COMPOSER=<env> LOCATION=<region> [DRY_RUN=1]: bundle -> Composer"
 	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make lint       ruff check and format check"
 	@echo "make lock       re-resolve requirements-dev.lock from requirements-dev.in"
@@ -78,8 +78,8 @@ chaos: venv bq-emulator
 	$(PY) -m tools.chaos
 
 deploy: venv
-	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]"; exit 2; }
-	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(DRY_RUN),--dry-run)
+	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> COMPOSER=<environment> LOCATION=<region> [DRY_RUN=1]"; exit 2; }
+	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(COMPOSER),--composer $(COMPOSER) --location $(LOCATION)) $(if $(DRY_RUN),--dry-run)
 
 demo: venv bq-emulator
 	$(PY) -m tools.demo up

@@ -20,6 +20,7 @@ def test_a_run_whose_pool_is_missing_fails_naming_the_pool(sim, bq, tmp_path) ->
         "CDN_POOL_WAIT_S": "20",
         "CDN_POOL_POKE_S": "5",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",  # a task's parse on a loaded machine
     }
     with AirflowStack(tmp_path / "airflow", settings) as airflow:  # no pool but default_pool
         airflow.wait_for_dag(env.INGEST_DAG_ID)

@@ -14,7 +14,7 @@ import pytest
 import env
 from tools.airflow_stack import AirflowStack
 
-pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
+pytestmark = [pytest.mark.usefixtures("cdn_connection", "slack"), pytest.mark.matrix]
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 
@@ -39,7 +39,7 @@ def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
     with AirflowStack(tmp_path / "airflow", settings) as airflow:
-        airflow.set_bundle_pools()
+        airflow.provision()
         for dag_id in DAGS:
             airflow.wait_for_dag(dag_id)
         assert airflow.api("GET", f"dags/{env.ALERT_DAG_ID}")["is_paused"]  # paused at creation

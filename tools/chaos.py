@@ -89,7 +89,7 @@ def run(windows: int = 12, domains: int = 24, horizon_min: int = 20, home=HOME) 
         }
         try:
             with AirflowStack(home / "airflow", settings, parallelism=4) as airflow:
-                airflow.set_bundle_pools()
+                airflow.provision()
                 for dag_id in DAGS:
                     airflow.wait_for_dag(dag_id)
                 proxy.fail_jobs("INSERT INTO", times=1)  # one BigQuery job fails mid-run

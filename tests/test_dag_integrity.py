@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from airflow.sdk import CronDataIntervalTimetable
 from airflow.sdk.definitions.timetables.simple import NullTimetable
 
@@ -10,6 +11,7 @@ from dag_utils.operators import TriggerAlertForWindow
 from tests.airflow_runs import dag_bag
 from tools.dag_check import parse_alone
 
+pytestmark = pytest.mark.matrix
 DAG_IDS = {env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID}
 
 

@@ -50,3 +50,12 @@ def test_outside_composer_the_local_profile_and_its_default_start_apply() -> Non
     done = import_env()
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "local"
+
+
+def test_an_airflow_older_than_the_matrix_fails_the_import_naming_the_composer_build() -> None:
+    from dag_utils import airflow_too_old
+
+    assert airflow_too_old("3.3.1") is None and airflow_too_old("3.2.2") is None
+    assert airflow_too_old("3.4.0") is None
+    for old in ("3.1.8", "3.0.6", "2.11.1", "3.2.1"):
+        assert "composer-3-airflow-3.2.2-build.N or a later build" in airflow_too_old(old)

@@ -94,7 +94,13 @@ def pool_steps(api: AirflowApi, pools: dict[str, int], dry_run: bool, outcome: O
         elif found.json()["slots"] != slots:
             outcome.changes.append(f"pool {name}: {found.json()['slots']} -> {slots} slots")
             if not dry_run:
-                api.call("PATCH", f"pools/{name}?update_mask=slots", {"slots": slots})
+                current = found.json()
+                patch = {
+                    "pool": name,
+                    "slots": slots,
+                    "include_deferred": current["include_deferred"],
+                }
+                api.call("PATCH", f"pools/{name}?update_mask=slots", patch)
         else:
             outcome.unchanged.append(f"pool {name} has {slots} slots")
 

@@ -14,7 +14,7 @@ import pytest
 import env
 from tools.airflow_stack import AirflowStack
 
-pytestmark = [pytest.mark.usefixtures("cdn_connection", "slack"), pytest.mark.matrix]
+pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 

@@ -8,6 +8,10 @@ SYNCED := $(VENV)/.synced
 # The BigQuery emulator needs Python 3.13 (pyenv has one on these machines).
 PYTHON313 ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.13; do \
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
+# The other Airflow of the support matrix (README): its own lock and venv; `make test` runs
+# the tests marked `matrix` under it too.
+AIRFLOW_322 := .local/airflow-3.2.2
+AIRFLOW_322_SYNCED := $(AIRFLOW_322)/.synced
 BQ_VENV := .local/bq-emulator
 BQ_SYNCED := $(BQ_VENV)/.synced
 DUCKDB_EXTENSIONS := .local/bq-home/.duckdb/extensions/v1.5.5/linux_amd64
@@ -17,7 +21,7 @@ CHROMIUM := /usr/bin/chromium
 POSTGRES := /usr/lib/postgresql/15/bin/postgres
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv bq-emulator googlesql lock test lint format bench bench-scale chaos demo demo-down deploy simulator clean
+.PHONY: help venv bq-emulator googlesql lock test lint format bench bench-scale chaos demo demo-down deploy provision simulator clean
 
 help:
 	@echo "make test       set up the venv from the lock file, lint, run all tests"
@@ -26,7 +30,8 @@ help:
 	@echo "make bench      CDN API client speed, worker memory, DAG file import cost (prints figures)"
 	@echo "make bench-scale  10,000 domains x one window through the ingest DAG (prints figures)"
 	@echo "make chaos      a one-hour catchup with every fault on, checked against the truth"
-	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]: bundle -> Composer"
+	@echo "make deploy     ENV=<local|dev|prod> BUCKET=gs://<bucket> COMPOSER=<env> LOCATION=<region> [DRY_RUN=1]: bundle -> Composer"
+	@echo "make provision  ENV=<local|dev|prod> AIRFLOW_URL=<url> [DRY_RUN=1]: pools + connection check via /api/v2"
 	@echo "make simulator  run the CDN API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make lint       ruff check and format check"
 	@echo "make lock       re-resolve requirements-dev.lock from requirements-dev.in"
@@ -37,6 +42,11 @@ $(SYNCED): requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip sync -q --python $(PY) requirements-dev.lock
+	touch $@
+
+$(AIRFLOW_322_SYNCED): requirements-airflow-3.2.2.lock $(SYNCED)
+	test -x $(AIRFLOW_322)/bin/python || $(VENV)/bin/uv venv -q --python $(PY) $(AIRFLOW_322)
+	$(VENV)/bin/uv pip sync -q --python $(AIRFLOW_322)/bin/python requirements-airflow-3.2.2.lock
 	touch $@
 
 bq-emulator: $(BQ_SYNCED)
@@ -55,6 +65,8 @@ googlesql: venv
 
 lock: venv
 	$(VENV)/bin/uv pip compile -q requirements-dev.in --python-version 3.11 -o requirements-dev.lock
+	$(VENV)/bin/uv pip compile -q requirements-airflow-3.2.2.in --python-version 3.11 \
+		-o requirements-airflow-3.2.2.lock
 	$(VENV)/bin/uv pip compile -q requirements-bq-emulator.in --python-version 3.13 \
 		--override requirements-bq-emulator.override -o requirements-bq-emulator.lock
 
@@ -77,8 +89,9 @@ $(POSTGRES):
 	$(SUDO) sed -ri 's/^#?create_main_cluster .*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
 
-test: lint bq-emulator googlesql $(CHROMIUM) $(POSTGRES)
+test: lint bq-emulator googlesql $(CHROMIUM) $(POSTGRES) $(AIRFLOW_322_SYNCED)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(AIRFLOW_322)/bin/python -m pytest -m matrix -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m tools.bench_cdn_client
@@ -92,8 +105,12 @@ chaos: venv bq-emulator $(POSTGRES)
 	$(PY) -m tools.chaos
 
 deploy: venv
-	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> [DRY_RUN=1]"; exit 2; }
-	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(DRY_RUN),--dry-run)
+	@test -n "$(ENV)" -a -n "$(BUCKET)" || { echo "usage: make deploy ENV=<local|dev|prod> BUCKET=gs://<bucket> COMPOSER=<environment> LOCATION=<region> [DRY_RUN=1]"; exit 2; }
+	$(PY) -m tools.deploy --env $(ENV) --bucket $(BUCKET) $(if $(COMPOSER),--composer $(COMPOSER) --location $(LOCATION)) $(if $(DRY_RUN),--dry-run)
+
+provision: venv
+	@test -n "$(ENV)" -a -n "$(AIRFLOW_URL)" || { echo "usage: make provision ENV=<local|dev|prod> AIRFLOW_URL=<url> [SECRETS_PROJECT=<project>] [DRY_RUN=1]"; exit 2; }
+	CDN_ENV=$(ENV) $(PY) -m tools.provision --airflow-url $(AIRFLOW_URL) $(if $(SECRETS_PROJECT),--secrets-project $(SECRETS_PROJECT)) $(if $(DRY_RUN),--dry-run)
 
 demo: venv bq-emulator $(POSTGRES)
 	$(PY) -m tools.demo up

@@ -17,6 +17,14 @@ from dag_utils.cdn_api import ClientSettings
 # `gcloud composer environments update ENV --update-env-variables CDN_ENV=prod`). The
 # same bundle is deployed everywhere; the profile picks the defaults below, and any
 # CDN_<NAME> environment variable overrides a single setting.
+# In Composer (which always sets COMPOSER_ENVIRONMENT) an unset CDN_ENV is a setup mistake,
+# not a wish for the local profile: every BigQuery task would fail against project `local`.
+ON_COMPOSER = bool(os.environ.get("COMPOSER_ENVIRONMENT"))
+if ON_COMPOSER and not os.environ.get("CDN_ENV"):
+    raise RuntimeError(
+        "CDN_ENV is not set in this Composer environment: set it with `gcloud composer "
+        "environments update ENV --update-env-variables CDN_ENV=<dev|prod>` (see README)"
+    )
 ENVIRONMENT = os.environ.get("CDN_ENV", "local")
 PROFILES: dict[str, dict[str, str]] = {
     "local": {  # make demo and the tests: the emulators and stand-ins
@@ -66,6 +74,14 @@ STAGING_EXPIRATION = timedelta(days=1)
 # consecutive runs tile time; minutes still missing are fetched again by later runs
 # until the late-data horizon, then counted as lost in the audit table.
 SCHEDULE = _setting("SCHEDULE")
+# The first unpause backfills every window since START_DATE. The local default suits the
+# demo; in Composer it must be chosen (CDN_START_DATE), or the DAGs refuse to load.
+if ON_COMPOSER and not os.environ.get("CDN_START_DATE"):
+    raise RuntimeError(
+        "CDN_START_DATE is not set in this Composer environment: the first unpause backfills "
+        "every window since it. Set it, e.g. --update-env-variables "
+        "CDN_START_DATE=2026-12-01T00:00:00Z"
+    )
 START_DATE = pendulum.parse(_setting("START_DATE", "2026-11-24T00:00:00Z"))
 AVAILABILITY_LAG = timedelta(minutes=int(_setting("AVAILABILITY_LAG_MIN", "5")))
 LATE_DATA_HORIZON = timedelta(minutes=int(_setting("LATE_DATA_HORIZON_MIN", "60")))
@@ -77,6 +93,10 @@ MAX_ACTIVE_RUNS = int(_setting("MAX_ACTIVE_RUNS", "4"))
 CDN_API_CONN_ID = "cdn_api"
 CDN_API_POOL = "cdn_api"
 CDN_API_POOL_SLOTS = int(_setting("API_POOL_SLOTS", "1"))
+# A run whose task waits this long on a pool that no task holds fails, naming the pool
+# (Airflow itself only logs a missing pool in the scheduler and never runs the task).
+POOL_WAIT = timedelta(seconds=float(_setting("POOL_WAIT_S", "300")))
+POOL_POKE = timedelta(seconds=float(_setting("POOL_POKE_S", "30")))
 # A window's domains are fetched in shards of at most this many, one mapped task each;
 # an account of up to SHARD_SIZE domains is one shard.
 SHARD_SIZE = int(_setting("SHARD_SIZE", "1000"))
@@ -90,6 +110,7 @@ CDN_CLIENT = ClientSettings(
 # transactions that insert the same new (domain, minute) at once would both see it
 # absent (snapshot isolation) and both insert it. Never give this pool more than one slot.
 BQ_WRITE_POOL = "cdn_bq_writes"
+POOLS = {CDN_API_POOL: CDN_API_POOL_SLOTS, BQ_WRITE_POOL: 1}  # what `make provision` creates
 
 # DAG ids are stable, <prefix>cdn_raw_ingest / cdn_log_transform / cdn_data_alert (the
 # prefix is empty in local and prod, "dev_" in dev): the UI's pause toggle of the alert

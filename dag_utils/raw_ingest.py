@@ -54,8 +54,17 @@ def base_url(host: str | None, schema: str | None = None, port: int | None = Non
     if not host:
         raise ValueError(f"the {env.CDN_API_CONN_ID} connection has no host")
     if "://" in host:
-        return host.rstrip("/")
-    return f"{schema or 'https'}://{host}" + (f":{port}" if port else "")
+        scheme, url = host.split("://", 1)[0].lower(), host.rstrip("/")
+    else:
+        scheme = (schema or "https").lower()
+        url = f"{scheme}://{host}" + (f":{port}" if port else "")
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"the {env.CDN_API_CONN_ID} connection gives the scheme {scheme!r}: only http or "
+            "https. A URI-form secret puts its path in `schema`: store the JSON form with "
+            '"host": "https://api.example.com/v1" instead (see README)'
+        )
+    return url
 
 
 def staging_table(run_id: str, shard: int | None = None) -> str:

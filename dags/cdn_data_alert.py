@@ -4,10 +4,11 @@ Triggered by `cdn_log_transform` with the window in its conf; pausing this DAG i
 switches alerting off. One message when an incident starts, a reminder at most every
 `CDN_ALERT_REMINDER_MIN`, one when data is complete again; catch-up and backfill checks
 are summed up in one message by the next live check. The incident state is the Airflow
-Variable `cdn_alert_state`. If Slack stays down, `notify` fails after its retries; if Slack
-refuses the token, at once. No data task depends on it. `check_window` reads the raw and
-dashboard table assets (`dag_utils/assets.py`): the expected domains come from the raw
-table, the minutes present from the dashboard.
+Variable `cdn_alert_state`, read back after each write (a lost write fails `notify`). If
+Slack stays down, `notify` fails after its retries; if Slack refuses the token, at once.
+No data task depends on it. `check_window` reads the raw and dashboard table assets
+(`dag_utils/assets.py`): the expected domains come from the raw table, the minutes
+present from the dashboard.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from airflow.sdk import BaseHook, Variable, dag, task
 import env
 from dag_utils import assets
 from dag_utils.tokens import rejected_token_fails_now
+from dag_utils.variables import set_json_checked
 from dag_utils.windows import window_of
 
 
@@ -51,7 +53,7 @@ def cdn_data_alert() -> None:
             client = slack.client(conn.password, conn.extra_dejson.get("base_url"))
             with rejected_token_fails_now(env.SLACK_CONN_ID):
                 slack.post(client, env.ALERT_CHANNEL, message.text, message.blocks)
-        Variable.set(env.ALERT_STATE_VARIABLE, state, serialize_json=True)
+        set_json_checked(env.ALERT_STATE_VARIABLE, state)  # a lost write would re-open
         return message.kind if message else "silent"
 
     notify(check_window())

@@ -7,6 +7,8 @@ of the `cdn_api` pool, whose slots times the per-task ceiling cap the calls in f
 the API across all runs. `publish_window` writes every shard and the audit row in one
 BigQuery transaction, holding the single slot of the `cdn_bq_writes` pool. It updates
 the raw and audit table assets (`dag_utils/assets.py`), for lineage.
+`watch_pools` fails the run (fail_fast) with the pool's name if a pool is missing, which
+Airflow otherwise only logs while the run waits for ever.
 
 `dag_utils.raw_ingest` (BigQuery, pyarrow) is imported inside the tasks, not at the top:
 the DAG processor re-imports this file often and needs none of it.
@@ -14,10 +16,10 @@ the DAG processor re-imports this file often and needs none of it.
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook, dag, task
+from airflow.sdk import BaseHook, dag, get_current_context, task
 
 import env
-from dag_utils import assets
+from dag_utils import assets, pools
 from dag_utils.schedule import windowed_dag_args, windows
 from dag_utils.tokens import rejected_token_fails_now
 from dag_utils.windows import window_for
@@ -35,6 +37,7 @@ def _api() -> tuple[str, str]:
     dag_id=env.INGEST_DAG_ID,
     schedule=windows(),
     **windowed_dag_args(),
+    fail_fast=True,  # a failed task skips the rest: publish cannot run without every shard
     tags=["cdn", "ingest"],
     doc_md=__doc__,
 )
@@ -72,7 +75,13 @@ def cdn_raw_ingest() -> None:
             outlet_events[table].extra = assets.window_extra(window)
         return summary
 
+    @task.sensor(poke_interval=env.POOL_POKE.total_seconds(), mode="reschedule", timeout=24 * 3600)
+    def watch_pools(ti=None, dag=None, dag_run=None) -> bool:
+        since = ti.get_first_reschedule_date(get_current_context()) or ti.start_date
+        return pools.watch(ti, dag, dag_run, since, env.POOL_WAIT)
+
     publish_window(fetch_shard.expand(domains=plan_shards()))
+    watch_pools()
 
 
 cdn_raw_ingest()

@@ -14,6 +14,7 @@ from tests.airflow_runs import dag_bag
 from tools.dag_check import import_dag_file, parse_alone
 from tools.local_servers import REPO
 
+pytestmark = pytest.mark.matrix
 DAG_IDS = {env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID}
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 # What the tasks need and parsing does not: the DAG processor re-imports every file often.
@@ -61,6 +62,9 @@ def test_api_calls_and_table_writes_are_bounded_by_pools() -> None:
     assert ingest.get_task("fetch_shard").pool == env.CDN_API_POOL
     assert ingest.get_task("publish_window").pool == env.BQ_WRITE_POOL
     assert transform.get_task("transform_window").pool == env.BQ_WRITE_POOL
+    # A missing pool fails the run: the watch itself needs none, and fails it fast.
+    assert ingest.get_task("watch_pools").pool == "default_pool" and ingest.fail_fast
+    assert env.POOLS == {env.CDN_API_POOL: env.CDN_API_POOL_SLOTS, env.BQ_WRITE_POOL: 1}
 
 
 def test_the_transform_runs_after_its_ingest_whatever_became_of_it() -> None:

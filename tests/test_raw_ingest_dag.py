@@ -116,6 +116,7 @@ def test_a_failed_publish_leaves_the_window_as_it_was_and_a_retry_completes_it(
         "plan_shards": "success",
         "fetch_shard": "success",
         "publish_window": "failed",
+        "watch_pools": "skipped",  # fail_fast: the failure ends the rest of the run
     }
     assert content(raw_rows(bq)) == before
 

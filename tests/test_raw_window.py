@@ -75,6 +75,19 @@ def test_connection_parts_make_the_base_url() -> None:
         base_url(None)
 
 
+@pytest.mark.parametrize(
+    ("host", "schema"),
+    [
+        ("api.vendor.example", "v1"),  # a URI-form secret: its path /v1 became `schema`
+        ("ftp://api.vendor.example", None),
+        ("api.vendor.example", "file"),
+    ],
+)
+def test_a_base_url_that_is_not_http_is_refused_with_the_fix(host: str, schema: str | None) -> None:
+    with pytest.raises(ValueError, match=r"only http or https.*JSON form"):
+        base_url(host, schema)
+
+
 def test_table_ids_come_from_configuration_only() -> None:
     assert (
         staging_table("manual__2026-11-23T10:00:00+00:00")

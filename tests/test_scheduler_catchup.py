@@ -27,7 +27,7 @@ def test_a_one_hour_catchup_lands_every_minute_once_within_the_api_budget(
     }
     started = time.monotonic()
     with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
-        airflow.set_bundle_pools(2)
+        airflow.provision()  # CDN_API_POOL_SLOTS above
         airflow.wait_for_dag("cdn_raw_ingest")
         airflow.set_paused("cdn_raw_ingest", False)
         runs = airflow.wait_for_runs("cdn_raw_ingest", 12)

@@ -40,7 +40,7 @@ def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
     with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
-        airflow.set_bundle_pools()
+        airflow.provision()
         for dag_id in DAGS:
             airflow.wait_for_dag(dag_id)
         assert airflow.api("GET", f"dags/{env.ALERT_DAG_ID}")["is_paused"]  # paused at creation

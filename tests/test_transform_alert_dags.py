@@ -132,3 +132,18 @@ def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking
     task_log = "".join(capfd.readouterr())
     assert "Slack rejected the slack_api_default token" in task_log
     assert wrong not in task_log
+
+
+def test_an_alert_state_write_that_does_not_stick_fails_notify(
+    sim, bq, slack, monkeypatch, capfd
+) -> None:
+    # A variable of the same key outside the metadata DB shadows every write to it, as a
+    # rejected write does on Airflow 3.2 (which only logs it): the state would be lost.
+    monkeypatch.setenv("AIRFLOW_VAR_" + env.ALERT_STATE_VARIABLE.upper(), "{}")
+    sim.configure(rate_empty=0.05)
+    ingest_and_transform(0)
+    run = alert(0)
+    assert task_states(run) == {"check_window": "success", "notify": "failed"}
+    assert f"the Airflow Variable '{env.ALERT_STATE_VARIABLE}' did not keep" in "".join(
+        capfd.readouterr()
+    )

@@ -32,7 +32,7 @@ def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path, metadata_
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
     with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
-        airflow.set_bundle_pools()
+        airflow.provision()
         for dag_id in (env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID):
             airflow.wait_for_dag(dag_id)
         airflow.set_paused(env.ALERT_DAG_ID, False)  # alerting on, as in production

@@ -22,7 +22,6 @@ from typing import Any, Self
 
 import requests
 
-import env
 from tools.local_servers import REPO, free_port
 from tools.postgres import airflow_database_settings
 
@@ -166,16 +165,21 @@ class AirflowStack:
         answer.raise_for_status()
         return answer.json() if answer.content else None
 
-    def set_pool(self, name: str, slots: int) -> None:
-        try:
-            self.api("PATCH", f"pools/{name}", name=name, slots=slots, include_deferred=False)
-        except requests.HTTPError:
-            self.api("POST", "pools", name=name, slots=slots, include_deferred=False)
-
-    def set_bundle_pools(self, api_slots: int = 1) -> None:
-        """The bundle's pools: `api_slots` API fetches at once, and one window write."""
-        self.set_pool(env.CDN_API_POOL, api_slots)
-        self.set_pool(env.BQ_WRITE_POOL, 1)
+    def provision(self, dry_run: bool = False) -> str:
+        """`make provision` against this Airflow, in this stack's environment: the bundle's
+        pools, its connections checked. Its report; missing connections are in it."""
+        done = subprocess.run(
+            [sys.executable, "-m", "tools.provision", "--airflow-url", self.url]
+            + (["--dry-run"] if dry_run else []),
+            env=self.env | {"AIRFLOW_USER": USER, "AIRFLOW_PASSWORD": PASSWORD},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode not in (0, 1):  # 1: a connection does not resolve (reported)
+            raise RuntimeError(f"make provision failed: {done.stderr[-2000:]}")
+        return done.stdout
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         def parsed() -> bool:

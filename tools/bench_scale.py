@@ -51,7 +51,7 @@ def main() -> None:
         with AirflowStack(
             HOME / "airflow", settings, database=database, parallelism=SLOTS + 2
         ) as airflow:
-            airflow.set_bundle_pools(SLOTS)
+            airflow.provision()  # CDN_API_POOL_SLOTS above
             airflow.wait_for_dag(env.INGEST_DAG_ID)
             airflow.set_paused(env.INGEST_DAG_ID, False)
             run = airflow.wait_for_runs(env.INGEST_DAG_ID, 1, timeout=900)[0]

@@ -102,7 +102,7 @@ def run(
             with AirflowStack(
                 home / "airflow", settings, database=database, parallelism=4
             ) as airflow:
-                airflow.set_bundle_pools()
+                airflow.provision()
                 for dag_id in DAGS:
                     airflow.wait_for_dag(dag_id)
                 proxy.fail_jobs("INSERT INTO", times=1)  # one BigQuery job fails mid-run

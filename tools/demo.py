@@ -96,7 +96,7 @@ def up() -> None:
 
 
 def provision(airflow: AirflowStack, provisioning: dict, addresses: dict[str, str]) -> None:
-    """Connections, variables and pools from the checked-in development file."""
+    """Connections and variables from the checked-in development file, then `make provision`."""
     for conn_id, conn in provisioning["connections"].items():
         body = {
             "connection_id": conn_id,
@@ -112,8 +112,7 @@ def provision(airflow: AirflowStack, provisioning: dict, addresses: dict[str, st
         _upsert(airflow, "connections", conn_id, body)
     for key, value in provisioning["variables"].items():
         _upsert(airflow, "variables", key, {"key": key, "value": value})
-    for name, slots in provisioning["pools"].items():
-        airflow.set_pool(name, slots)
+    print(airflow.provision(), end="")  # the pools, and every connection checked
 
 
 def _filled(value, addresses: dict[str, str]):

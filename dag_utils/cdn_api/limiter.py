@@ -7,6 +7,9 @@ latency climbs past the baseline (requests queue in the stats DB), and otherwise
 grows: doubling until the first sign of overload (slow start), then by 10% an epoch.
 Calls started under an earlier limit are not evidence about the current one, so
 they are left out of the epoch.
+
+`calm` says whether extra calls (hedges) may be sent: not while the API shows any
+sign of overload, nor for a few epochs after the limit last had to shrink.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 MIN_EPOCH = 8
 SLOW_START_QUEUEING = 1.2  # slow start ends once latency rises this far
+CALM_EPOCHS = 3  # epochs without a cut before the API counts as calm again
 
 
 @dataclass
@@ -47,6 +51,7 @@ class AdaptiveLimit:
         self._overload_tolerance = overload_tolerance
         self._baseline_drift = baseline_drift
         self._slow_start = True
+        self._calm_epochs = 0
         self._epoch = _Epoch()
         self._generation = 0
         self._lock = threading.Lock()
@@ -54,16 +59,37 @@ class AdaptiveLimit:
         # so no thread is woken only to find the slot taken.
         self._waiters: deque[threading.Lock] = deque()
 
+    @property
+    def calm(self) -> bool:
+        """No overload signal in this epoch and no cut in the last CALM_EPOCHS epochs."""
+        return self._calm_epochs >= CALM_EPOCHS and not self._epoch.overloads
+
     def acquire(self) -> int:
         """Block until a call may start; returns the token to hand back to release()."""
+        token = self._acquire(first=False, timeout=-1)
+        assert token is not None
+        return token
+
+    def acquire_first(self, timeout: float) -> int | None:
+        """A slot ahead of every waiting caller, or None after `timeout` seconds."""
+        return self._acquire(first=True, timeout=timeout)
+
+    def _acquire(self, first: bool, timeout: float) -> int | None:
         with self._lock:
-            if not self._waiters and self.in_flight < int(self.limit):
+            if (first or not self._waiters) and self.in_flight < int(self.limit):
                 self._take_slot()
                 return self._generation
             waiter = threading.Lock()
             waiter.acquire()
-            self._waiters.append(waiter)
-        waiter.acquire()  # released by release(), which took the slot for us
+            if first:
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
+        if not waiter.acquire(timeout=timeout):  # release() takes the slot before waking us
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                    return None
         return self._generation
 
     def release(self, token: int, overload: bool = False, latency: float | None = None) -> None:
@@ -94,10 +120,13 @@ class AdaptiveLimit:
             drifted = self.baseline * (1 + self._baseline_drift) if self.baseline else median
             self.baseline = min(drifted, median)
         queueing = median / self.baseline if median and self.baseline else 1.0
+        self._calm_epochs += 1
         if epoch.overloads >= 2 and epoch.overloads > self._overload_tolerance * epoch.calls:
             self._set(self.limit * 0.5)
+            self._calm_epochs = 0
         elif queueing > self._latency_tolerance:
             self._set(self.limit * min(0.9, max(0.5, self._latency_tolerance / queueing)))
+            self._calm_epochs = 0
         elif self._slow_start and queueing <= SLOW_START_QUEUEING:
             self._set(self.limit * 2)
             return

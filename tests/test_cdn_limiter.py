@@ -3,7 +3,7 @@
 import threading
 import time
 
-from dag_utils.cdn_api.limiter import AdaptiveLimit
+from dag_utils.cdn_api.limiter import MIN_EPOCH, AdaptiveLimit
 
 
 def run_epochs(limit: AdaptiveLimit, epochs: int, latency: float, overloads: int = 0) -> None:
@@ -67,3 +67,40 @@ def test_threads_never_exceed_the_limit() -> None:
     assert max(seen) <= 5
     assert limit.max_in_flight <= 5
     assert limit.in_flight == 0
+
+
+def test_calm_needs_normal_answers_and_quiet_time_since_the_last_overload() -> None:
+    limit = AdaptiveLimit(ceiling=64, initial=64)
+    assert not limit.calm  # no baseline latency yet
+    run_epochs(limit, 1, latency=0.001)
+    time.sleep(0.01)
+    assert limit.calm
+    limit.release(limit.acquire(), overload=True)
+    assert not limit.calm
+    for _ in range(MIN_EPOCH):
+        assert not limit.calm
+        limit.release(limit.acquire(), latency=0.001)
+    assert not limit.calm  # the answers came sooner than three round trips
+    time.sleep(0.01)
+    assert limit.calm
+
+
+def test_a_first_caller_takes_the_next_slot_ahead_of_those_waiting() -> None:
+    limit = AdaptiveLimit(ceiling=1, initial=1)
+    held = limit.acquire()
+    order: list[str] = []
+    waiting = threading.Thread(target=lambda: (limit.acquire(), order.append("waiting")))
+    waiting.start()
+    while not limit._waiters:
+        time.sleep(0.001)
+    assert limit.acquire_first(timeout=0.01) is None  # no slot came free in time
+    first = threading.Thread(target=lambda: (limit.acquire_first(5), order.append("first")))
+    first.start()
+    while len(limit._waiters) < 2:
+        time.sleep(0.001)
+    limit.release(held)
+    first.join()
+    assert order == ["first"]
+    limit.release(0)
+    waiting.join()
+    assert order == ["first", "waiting"]

@@ -341,13 +341,18 @@ class CdnApiClient:
         read_timeout = min(self.settings.read_timeout_s, remaining)
         give_up = attempts[0].started + read_timeout
         hedge_at = self._hedge_at(attempts[0].started, give_up)
+        held = False
         while not (ready := _first_readable(attempts, (hedge_at or give_up) - time.monotonic())):
             now = time.monotonic()
             if now >= give_up:
                 attempts[0].overload = True
                 raise RetryableError("timeout", f"no answer in {read_timeout:g} s", overload=True)
             if hedge_at is not None and now >= hedge_at:
-                hedge = self._hedge(url, attempts[0])
+                calm = self.limit.calm
+                if not calm and not held:
+                    self.stats.count("hedges_held")  # once per call
+                held = held or not calm
+                hedge = self._hedge(url, attempts[0]) if calm else None
                 if hedge is not None:
                     attempts.append(hedge)
                 hedge_at = None if hedge else min(now + MIN_HEDGE_DELAY_S, give_up)
@@ -366,8 +371,8 @@ class CdnApiClient:
         return min(since + wait, give_up)
 
     def _hedge(self, url: str, first: _Attempt) -> _Attempt | None:
-        """A copy of a slow call, sent if the API is calm and the budget has room."""
-        if not self.limit.calm or not self._hedging.spend():
+        """A copy of a slow call, sent if the budget has room."""
+        if not self._hedging.spend():
             return None
         token = self.limit.acquire_first(timeout=MIN_HEDGE_DELAY_S)
         if token is None or _first_readable([first], 0) is not None:

@@ -8,19 +8,22 @@ grows: doubling until the first sign of overload (slow start), then by 10% an ep
 Calls started under an earlier limit are not evidence about the current one, so
 they are left out of the epoch.
 
-`calm` says whether extra calls (hedges) may be sent: not while the API shows any
-sign of overload, nor for a few epochs after the limit last had to shrink.
+`calm` says whether extra calls (hedges) may be sent: only once, since the last
+overload signal or cut of the limit, the API has answered normally MIN_EPOCH times and
+a few round trips have passed.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 MIN_EPOCH = 8
 SLOW_START_QUEUEING = 1.2  # slow start ends once latency rises this far
-CALM_EPOCHS = 3  # epochs without a cut before the API counts as calm again
+CALM_ROUND_TRIPS = 3  # quiet time, in baseline latencies, before the API counts as calm
 
 
 @dataclass
@@ -51,7 +54,8 @@ class AdaptiveLimit:
         self._overload_tolerance = overload_tolerance
         self._baseline_drift = baseline_drift
         self._slow_start = True
-        self._calm_epochs = 0
+        self._unrest_at = -math.inf  # when an overload signal or a cut was last seen
+        self._answers_since_unrest = 0
         self._epoch = _Epoch()
         self._generation = 0
         self._lock = threading.Lock()
@@ -61,8 +65,11 @@ class AdaptiveLimit:
 
     @property
     def calm(self) -> bool:
-        """No overload signal in this epoch and no cut in the last CALM_EPOCHS epochs."""
-        return self._calm_epochs >= CALM_EPOCHS and not self._epoch.overloads
+        """MIN_EPOCH normal answers and CALM_ROUND_TRIPS baseline latencies since the last
+        overload signal or cut."""
+        if self.baseline is None or self._answers_since_unrest < MIN_EPOCH:
+            return False
+        return time.monotonic() - self._unrest_at >= CALM_ROUND_TRIPS * self.baseline
 
     def acquire(self) -> int:
         """Block until a call may start; returns the token to hand back to release()."""
@@ -97,6 +104,10 @@ class AdaptiveLimit:
         with self._lock:
             self.in_flight -= 1
             epoch = self._epoch
+            if overload:
+                self._unrest()
+            elif latency is not None:
+                self._answers_since_unrest += 1
             if token == self._generation:
                 epoch.calls += 1
                 if overload:
@@ -120,19 +131,22 @@ class AdaptiveLimit:
             drifted = self.baseline * (1 + self._baseline_drift) if self.baseline else median
             self.baseline = min(drifted, median)
         queueing = median / self.baseline if median and self.baseline else 1.0
-        self._calm_epochs += 1
         if epoch.overloads >= 2 and epoch.overloads > self._overload_tolerance * epoch.calls:
             self._set(self.limit * 0.5)
-            self._calm_epochs = 0
+            self._unrest()
         elif queueing > self._latency_tolerance:
             self._set(self.limit * min(0.9, max(0.5, self._latency_tolerance / queueing)))
-            self._calm_epochs = 0
+            self._unrest()
         elif self._slow_start and queueing <= SLOW_START_QUEUEING:
             self._set(self.limit * 2)
             return
         else:
             self._set(self.limit + max(1.0, self.limit * 0.1))
         self._slow_start = False
+
+    def _unrest(self) -> None:
+        self._unrest_at = time.monotonic()
+        self._answers_since_unrest = 0
 
     def _set(self, limit: float) -> None:
         limit = min(float(self.ceiling), max(1.0, limit))

@@ -44,7 +44,7 @@ class RunStats:
         self.complete = 0
         self.incomplete = 0
         self.latency = LatencyHistogram()
-        self.tail: Counter[str] = Counter()  # hedges, hedge_wins, abandoned
+        self.tail: Counter[str] = Counter()  # hedges, hedge_wins, hedges_held, abandoned
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._cpu_started = time.process_time()
@@ -85,6 +85,7 @@ class RunStats:
                 "incomplete": self.incomplete,
                 "hedges": self.tail["hedges"],
                 "hedge_wins": self.tail["hedge_wins"],
+                "hedges_held": self.tail["hedges_held"],
                 "abandoned": self.tail["abandoned"],
                 "latency_p50_ms": round(p50 * 1000, 1) if p50 else None,
                 "latency_p95_ms": round(p95 * 1000, 1) if p95 else None,

@@ -11,11 +11,11 @@ of a window never exceed `budget` times its calls.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 
 RECENT = 1000  # answers the hedge delay is taken from
-MIN_ANSWERS = 50  # no hedging before this many answers: the delay would be a guess
 REFRESH_EVERY = 50  # answers between two updates of the delay
 
 
@@ -25,6 +25,9 @@ class HedgePolicy:
             raise ValueError("the hedge budget is a fraction of the calls, in [0, 1)")
         self.budget = budget
         self.quantile = 1 - budget / 2
+        # No hedging until the percentile is measured: at least two answers above it
+        # (200 for the default budget), so small windows are never hedged on a guess.
+        self.min_answers = math.ceil(2 / (1 - self.quantile)) if budget else 0
         self.calls = 0
         self.hedges = 0
         self.delay: float | None = None  # seconds; None until enough answers are known
@@ -42,7 +45,7 @@ class HedgePolicy:
         with self._lock:
             self._recent.append(latency)
             self._since_refresh += 1
-            if self._since_refresh >= REFRESH_EVERY and len(self._recent) >= MIN_ANSWERS:
+            if self._since_refresh >= REFRESH_EVERY and len(self._recent) >= self.min_answers:
                 self._since_refresh = 0
                 ordered = sorted(self._recent)
                 self.delay = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]

@@ -85,22 +85,10 @@ def test_calm_needs_normal_answers_and_quiet_time_since_the_last_overload() -> N
     assert limit.calm
 
 
-def test_a_first_caller_takes_the_next_slot_ahead_of_those_waiting() -> None:
-    limit = AdaptiveLimit(ceiling=1, initial=1)
-    held = limit.acquire()
-    order: list[str] = []
-    waiting = threading.Thread(target=lambda: (limit.acquire(), order.append("waiting")))
-    waiting.start()
-    while not limit._waiters:
-        time.sleep(0.001)
-    assert limit.acquire_first(timeout=0.01) is None  # no slot came free in time
-    first = threading.Thread(target=lambda: (limit.acquire_first(5), order.append("first")))
-    first.start()
-    while len(limit._waiters) < 2:
-        time.sleep(0.001)
-    limit.release(held)
-    first.join()
-    assert order == ["first"]
-    limit.release(0)
-    waiting.join()
-    assert order == ["first", "waiting"]
+def test_a_spare_slot_may_pass_the_adaptive_limit_but_never_the_ceiling() -> None:
+    limit = AdaptiveLimit(ceiling=3, initial=1)
+    limit.acquire()
+    assert limit.acquire_spare() is not None
+    assert limit.acquire_spare() is not None
+    assert limit.acquire_spare() is None
+    assert limit.in_flight == limit.max_in_flight == 3

@@ -4,6 +4,7 @@ One client serves one window: it lists the domains, then fetches every
 (domain, endpoint, minute) through one bounded worker pool, gated by an
 adaptive concurrency limit, retrying transient failures with tenacity, and
 yields one record per (domain, minute) as soon as its three endpoints are done.
+A call that is slow to answer is hedged: see hedging.py.
 
 urllib3 is used directly rather than requests: it is what requests runs on, and
 skipping requests' per-call session machinery halves the client's CPU per call.
@@ -374,7 +375,7 @@ class CdnApiClient:
         """A copy of a slow call, sent if the budget has room."""
         if not self._hedging.spend():
             return None
-        token = self.limit.acquire_first(timeout=MIN_HEDGE_DELAY_S)
+        token = self.limit.acquire_spare()
         if token is None or _first_readable([first], 0) is not None:
             if token is not None:
                 self.limit.release(token)
@@ -388,14 +389,24 @@ class CdnApiClient:
 
     def _send(self, url: str, token: int) -> _Attempt:
         """Send one request on a pooled connection; its slot is given back if it fails."""
-        attempt = _Attempt(self._pool._get_conn(), token, time.monotonic())
+        # urlopen() would block until the answer; hedging needs the request sent and the
+        # socket polled, so connections are taken from the pool and given back as urlopen
+        # itself does it (_get_conn/_put_conn).
         try:
-            attempt.conn.timeout = self.settings.connect_timeout_s
-            attempt.conn.request("GET", url, headers=self._pool.headers)
-        except _TRANSPORT_ERRORS as exc:
-            error = _transport_error(exc)
-            attempt.overload = error.overload
+            conn = self._pool._get_conn()
+        except BaseException:
+            self.limit.release(token)
+            raise
+        attempt = _Attempt(conn, token, time.monotonic())
+        try:
+            conn.timeout = self.settings.connect_timeout_s
+            conn.request("GET", url, headers=self._pool.headers)
+        except BaseException as exc:
+            error = _transport_error(exc) if isinstance(exc, _TRANSPORT_ERRORS) else None
+            attempt.overload = error is not None and error.overload
             self._end(attempt)
+            if error is None:
+                raise
             raise error from None
         return attempt
 

@@ -73,31 +73,24 @@ class AdaptiveLimit:
 
     def acquire(self) -> int:
         """Block until a call may start; returns the token to hand back to release()."""
-        token = self._acquire(first=False, timeout=-1)
-        assert token is not None
-        return token
-
-    def acquire_first(self, timeout: float) -> int | None:
-        """A slot ahead of every waiting caller, or None after `timeout` seconds."""
-        return self._acquire(first=True, timeout=timeout)
-
-    def _acquire(self, first: bool, timeout: float) -> int | None:
         with self._lock:
-            if (first or not self._waiters) and self.in_flight < int(self.limit):
+            if not self._waiters and self.in_flight < int(self.limit):
                 self._take_slot()
                 return self._generation
             waiter = threading.Lock()
             waiter.acquire()
-            if first:
-                self._waiters.appendleft(waiter)
-            else:
-                self._waiters.append(waiter)
-        if not waiter.acquire(timeout=timeout):  # release() takes the slot before waking us
-            with self._lock:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                    return None
+            self._waiters.append(waiter)
+        waiter.acquire()  # released by release(), which took the slot for us
         return self._generation
+
+    def acquire_spare(self) -> int | None:
+        """A slot for an extra call (a hedge): past the adaptive limit if need be, never
+        past the ceiling. None when the ceiling is reached."""
+        with self._lock:
+            if self.in_flight >= self.ceiling:
+                return None
+            self._take_slot()
+            return self._generation
 
     def release(self, token: int, overload: bool = False, latency: float | None = None) -> None:
         """End a call: `overload` if the API signalled it, `latency` if it answered normally."""

@@ -44,7 +44,8 @@ def test_a_window_yields_one_complete_true_record_per_domain_minute(
         assert_true_values(record, TEST_SIM)
     summary = client.summary()
     assert summary["complete"] == len(records) and summary["retries"] == 0
-    assert sim.stats()["calls"] == 1 + len(records) * len(ENDPOINTS)
+    # one call per endpoint, plus any copy of a call that was slow to answer
+    assert sim.stats()["calls"] == 1 + len(records) * len(ENDPOINTS) + summary["hedges"]
 
 
 @pytest.mark.parametrize(

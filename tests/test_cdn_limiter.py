@@ -3,7 +3,7 @@
 import threading
 import time
 
-from dag_utils.cdn_api.limiter import AdaptiveLimit
+from dag_utils.cdn_api.limiter import MIN_EPOCH, AdaptiveLimit
 
 
 def run_epochs(limit: AdaptiveLimit, epochs: int, latency: float, overloads: int = 0) -> None:
@@ -67,3 +67,28 @@ def test_threads_never_exceed_the_limit() -> None:
     assert max(seen) <= 5
     assert limit.max_in_flight <= 5
     assert limit.in_flight == 0
+
+
+def test_calm_needs_normal_answers_and_quiet_time_since_the_last_overload() -> None:
+    limit = AdaptiveLimit(ceiling=64, initial=64)
+    assert not limit.calm  # no baseline latency yet
+    run_epochs(limit, 1, latency=0.001)
+    time.sleep(0.01)
+    assert limit.calm
+    limit.release(limit.acquire(), overload=True)
+    assert not limit.calm
+    for _ in range(MIN_EPOCH):
+        assert not limit.calm
+        limit.release(limit.acquire(), latency=0.001)
+    assert not limit.calm  # the answers came sooner than three round trips
+    time.sleep(0.01)
+    assert limit.calm
+
+
+def test_a_spare_slot_may_pass_the_adaptive_limit_but_never_the_ceiling() -> None:
+    limit = AdaptiveLimit(ceiling=3, initial=1)
+    limit.acquire()
+    assert limit.acquire_spare() is not None
+    assert limit.acquire_spare() is not None
+    assert limit.acquire_spare() is None
+    assert limit.in_flight == limit.max_in_flight == 3

@@ -8,6 +8,9 @@ seen in production. Never deployed to Composer.
 
     python -m tools.cdn_api_simulator --port 8700 --domains 50 --capacity 8
 
+A request is in flight from its arrival until it is answered or its client hangs up;
+its DB work goes on either way (a hung query holds its DB worker).
+
 Control endpoints (not part of the contract, no token): GET /_sim/stats,
 POST /_sim/reset (counters), POST /_sim/config (JSON of SimConfig fields).
 """
@@ -204,6 +207,9 @@ class Simulator:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             response = await self._respond(request, endpoint)
+        except asyncio.CancelledError:  # the client hung up: the request is no longer in flight
+            self.by_status["abandoned"] += 1
+            raise
         finally:
             self.in_flight -= 1
         self.by_status["reset" if response.status == RESET_STATUS else str(response.status)] += 1
@@ -219,14 +225,11 @@ class Simulator:
             return _reset(request)
         if cfg.rate_429 and rng.random() < cfg.rate_429:
             return _body(429, "429", message="rate limited", retry_after=cfg.retry_after_s)
-        work = self._db_work(self._latency())
-        if cfg.gateway_timeout_ms:
-            task = asyncio.ensure_future(work)  # the DB keeps working after the gateway gives up
-            done, _ = await asyncio.wait({task}, timeout=cfg.gateway_timeout_ms / 1000)
-            if not done:
-                return _body(504, "504", message="gateway timeout")
-        else:
-            await work
+        # The DB keeps working after the gateway or the client gives up on the request.
+        work = asyncio.ensure_future(self._db_work(self._latency()))
+        done, _ = await asyncio.wait({work}, timeout=cfg.gateway_timeout_ms / 1000 or None)
+        if not done:
+            return _body(504, "504", message="gateway timeout")
         if cfg.rate_5xx and rng.random() < cfg.rate_5xx:
             status = rng.choice((500, 503))
             return _body(status, str(status), message="upstream error")
@@ -360,7 +363,8 @@ def _parse_args(argv: list[str] | None) -> tuple[str, int, SimConfig]:
 
 
 async def serve(host: str, port: int, config: SimConfig) -> None:
-    runner = web.AppRunner(build_app(config), access_log=None)
+    # handler_cancellation: a request whose client hangs up stops counting as in flight.
+    runner = web.AppRunner(build_app(config), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

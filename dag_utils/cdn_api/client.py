@@ -4,6 +4,7 @@ One client serves one window: it lists the domains, then fetches every
 (domain, endpoint, minute) through one bounded worker pool, gated by an
 adaptive concurrency limit, retrying transient failures with tenacity, and
 yields one record per (domain, minute) as soon as its three endpoints are done.
+A call that is slow to answer is hedged: see hedging.py.
 
 urllib3 is used directly rather than requests: it is what requests runs on, and
 skipping requests' per-call session machinery halves the client's CPU per call.
@@ -12,12 +13,16 @@ skipping requests' per-call session machinery halves the client's CPU per call.
 from __future__ import annotations
 
 import logging
+import math
 import queue
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -30,7 +35,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
+from urllib3.util.wait import wait_for_read
 
+from dag_utils.cdn_api.hedging import HedgePolicy
 from dag_utils.cdn_api.limiter import AdaptiveLimit
 from dag_utils.cdn_api.parse import (
     ENDPOINTS,
@@ -50,6 +57,9 @@ NONFINITE = "non_finite"  # reason prefix of an endpoint that sent NaN or Infini
 OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_DETAIL = 200
 _DONE = object()  # the last worker's sign that every record has been handed over
+_TRANSPORT_ERRORS = (OSError, HTTPException, urllib3.exceptions.HTTPError)
+MIN_HEDGE_DELAY_S = 0.01  # also how often a slow call looks again whether it may be hedged
+ABANDON_WAIT_S = 1.0  # at most this long for the API to close an abandoned request
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class ClientSettings:
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 10.0
     retry_after_max_s: float = 120.0
+    hedge_budget: float = 0.02  # hedges may add this fraction of the calls; 0 turns them off
     window_deadline_s: float = 240.0  # everything after this is reported, not fetched
     progress_every_s: float = 10.0
 
@@ -137,6 +148,7 @@ class CdnApiClient:
         )
         self.limit = AdaptiveLimit(settings.max_concurrency, settings.initial_concurrency)
         self.stats = RunStats()
+        self._hedging = HedgePolicy(settings.hedge_budget)
         self._deadline = time.monotonic() + settings.window_deadline_s
         self._abort = threading.Event()
 
@@ -248,6 +260,7 @@ class CdnApiClient:
             limit_min=round(self.limit.min_limit, 1),
             limit_max=round(self.limit.max_limit, 1),
             limit_final=round(self.limit.limit, 1),
+            hedge_delay_ms=round(delay * 1000, 1) if (delay := self._hedging.delay) else None,
         )
 
     def _fetch(self, domain: str, minute: int, endpoint: str) -> tuple[dict | None, str | None]:
@@ -305,35 +318,124 @@ class CdnApiClient:
         self.stats.retry(exc.cause if isinstance(exc, ApiError) else "other")
 
     def _call(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
-        """One HTTP attempt, classified; holds a concurrency slot while in flight."""
+        """One call, classified; hedged when it is slow. Each request holds a slot."""
         remaining = self._deadline - time.monotonic()
         if remaining <= 0 or self._abort.is_set():
             raise DeadlineError("deadline", "the window's deadline passed before this call")
         url = f"{self._path}{endpoint}?{urlencode(params, quote_via=quote)}"
-        timeout = urllib3.Timeout(
-            connect=self.settings.connect_timeout_s,
-            read=min(self.settings.read_timeout_s, remaining),
-        )
-        token = self.limit.acquire()
-        overload, latency = False, None
-        started = time.perf_counter()
+        attempts: list[_Attempt] = []
         try:
+            winner, response = self._first_answer(url, attempts, remaining)
             try:
-                response = self._pool.urlopen("GET", url, timeout=timeout)
-            except urllib3.exceptions.TimeoutError as exc:
-                overload = True
-                raise RetryableError("timeout", type(exc).__name__) from None
-            except urllib3.exceptions.HTTPError as exc:
-                raise RetryableError("connection", type(exc).__name__) from None
-            latency = time.perf_counter() - started
-            try:
-                return _check(response)
+                body = _check(response)
             except RetryableError as exc:
-                overload, latency = exc.overload, None
+                winner.overload = exc.overload
                 raise
+            winner.latency = winner.answered_in
+            self._hedging.answered(winner.answered_in)
+            return body
         finally:
-            self.limit.release(token, overload, latency)
-            self.stats.call(latency)
+            for attempt in attempts:
+                self._end(attempt)
+
+    def _first_answer(
+        self, url: str, attempts: list[_Attempt], remaining: float
+    ) -> tuple[_Attempt, urllib3.BaseHTTPResponse]:
+        """Send the call, hedge it once it outlasts the hedge delay, read the first answer."""
+        self._hedging.started()
+        attempts.append(self._send(url, self.limit.acquire()))
+        read_timeout = min(self.settings.read_timeout_s, remaining)
+        give_up = attempts[0].started + read_timeout
+        hedge_at = self._hedge_at(attempts[0].started, give_up)
+        held = False
+        while not (ready := _first_readable(attempts, (hedge_at or give_up) - time.monotonic())):
+            now = time.monotonic()
+            if now >= give_up:
+                attempts[0].overload = True
+                raise RetryableError("timeout", f"no answer in {read_timeout:g} s", overload=True)
+            if hedge_at is not None and now >= hedge_at:
+                calm = self.limit.calm
+                if not calm and not held:
+                    self.stats.count("hedges_held")  # once per call
+                held = held or not calm
+                hedge = self._hedge(url, attempts[0]) if calm else None
+                if hedge is not None:
+                    attempts.append(hedge)
+                hedge_at = None if hedge else min(now + MIN_HEDGE_DELAY_S, give_up)
+        for attempt in attempts:
+            if attempt is not ready:
+                self.stats.count("abandoned")
+        if ready is not attempts[0]:
+            self.stats.count("hedge_wins")
+        return ready, self._read(ready, give_up)
+
+    def _hedge_at(self, since: float, give_up: float) -> float | None:
+        """When to look again at hedging a call unanswered since `since`; None: never."""
+        if not self._hedging.budget:
+            return None
+        wait = max(self._hedging.delay or 0.0, MIN_HEDGE_DELAY_S)
+        return min(since + wait, give_up)
+
+    def _hedge(self, url: str, first: _Attempt) -> _Attempt | None:
+        """A copy of a slow call, sent if the budget has room."""
+        if not self._hedging.spend():
+            return None
+        token = self.limit.acquire_spare()
+        if token is None or _first_readable([first], 0) is not None:
+            if token is not None:
+                self.limit.release(token)
+            self._hedging.refund()
+            return None
+        self.stats.count("hedges")
+        try:
+            return self._send(url, token)
+        except RetryableError:
+            return None  # the copy could not be sent; the first call goes on
+
+    def _send(self, url: str, token: int) -> _Attempt:
+        """Send one request on a pooled connection; its slot is given back if it fails."""
+        # urlopen() would block until the answer; hedging needs the request sent and the
+        # socket polled, so connections are taken from the pool and given back as urlopen
+        # itself does it (_get_conn/_put_conn).
+        try:
+            conn = self._pool._get_conn()
+        except BaseException:
+            self.limit.release(token)
+            raise
+        attempt = _Attempt(conn, token, time.monotonic())
+        try:
+            conn.timeout = self.settings.connect_timeout_s
+            conn.request("GET", url, headers=self._pool.headers)
+        except BaseException as exc:
+            error = _transport_error(exc) if isinstance(exc, _TRANSPORT_ERRORS) else None
+            attempt.overload = error is not None and error.overload
+            self._end(attempt)
+            if error is None:
+                raise
+            raise error from None
+        return attempt
+
+    def _read(self, attempt: _Attempt, give_up: float) -> urllib3.BaseHTTPResponse:
+        attempt.conn.timeout = max(give_up - time.monotonic(), 0.001)
+        try:
+            response = attempt.conn.getresponse()
+        except _TRANSPORT_ERRORS as exc:
+            error = _transport_error(exc)
+            attempt.overload = error.overload
+            raise error from None
+        attempt.answered_in = time.monotonic() - attempt.started
+        return response
+
+    def _end(self, attempt: _Attempt) -> None:
+        """Give back the connection, then the slot: an unanswered request keeps its slot
+        until its connection is closed."""
+        if attempt.answered_in is not None:
+            self._pool._put_conn(attempt.conn)
+        else:
+            _hang_up(attempt.conn)
+            self._pool._put_conn(None)
+        self.limit.release(attempt.token, attempt.overload, attempt.latency)
+        self.stats.call(attempt.latency)
 
     def _count(self, record: DomainMinute) -> None:
         waiting = [e for e in record.errors.values() if e.startswith(NOT_AVAILABLE)]
@@ -353,6 +455,54 @@ class CdnApiClient:
             self.limit.in_flight,
             sum(s.retries.values()),
         )
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One request on its own connection, holding a concurrency slot until it ends."""
+
+    conn: urllib3.connection.HTTPConnection
+    token: int
+    started: float
+    answered_in: float | None = None  # seconds to the answer, once it is read
+    latency: float | None = None  # for the limiter: set only for a usable answer
+    overload: bool = False
+
+
+def _first_readable(attempts: list[_Attempt], timeout: float) -> _Attempt | None:
+    """The first attempt whose answer (or closed connection) is waiting, or None."""
+    poller = select.poll()
+    by_fd = {}
+    for attempt in attempts:
+        by_fd[attempt.conn.sock.fileno()] = attempt
+        poller.register(attempt.conn.sock, select.POLLIN)
+    events = poller.poll(math.ceil(max(timeout, 0.0) * 1000))
+    return by_fd[events[0][0]] if events else None
+
+
+def _hang_up(conn: urllib3.connection.HTTPConnection) -> None:
+    """Close a connection whose request is unanswered once the API has let go of it.
+
+    Half-closing and waiting for the API to close its end keeps the request counted in
+    flight for as long as the API counts it; an API that ignores the half-close is cut
+    off after ABANDON_WAIT_S. A late answer is read and thrown away.
+    """
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            until = time.monotonic() + ABANDON_WAIT_S
+            while wait_for_read(sock, max(until - time.monotonic(), 0.0)) and sock.recv(65536):
+                pass
+        except OSError:
+            pass
+    conn.close()
+
+
+def _transport_error(exc: BaseException) -> RetryableError:
+    if isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
+        return RetryableError("timeout", type(exc).__name__, overload=True)
+    return RetryableError("connection", type(exc).__name__)
 
 
 def _check(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:

@@ -7,16 +7,23 @@ latency climbs past the baseline (requests queue in the stats DB), and otherwise
 grows: doubling until the first sign of overload (slow start), then by 10% an epoch.
 Calls started under an earlier limit are not evidence about the current one, so
 they are left out of the epoch.
+
+`calm` says whether extra calls (hedges) may be sent: only once, since the last
+overload signal or cut of the limit, the API has answered normally MIN_EPOCH times and
+a few round trips have passed.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 MIN_EPOCH = 8
 SLOW_START_QUEUEING = 1.2  # slow start ends once latency rises this far
+CALM_ROUND_TRIPS = 3  # quiet time, in baseline latencies, before the API counts as calm
 
 
 @dataclass
@@ -47,12 +54,22 @@ class AdaptiveLimit:
         self._overload_tolerance = overload_tolerance
         self._baseline_drift = baseline_drift
         self._slow_start = True
+        self._unrest_at = -math.inf  # when an overload signal or a cut was last seen
+        self._answers_since_unrest = 0
         self._epoch = _Epoch()
         self._generation = 0
         self._lock = threading.Lock()
         # Waiting callers in arrival order; a release hands its slot to exactly one of them,
         # so no thread is woken only to find the slot taken.
         self._waiters: deque[threading.Lock] = deque()
+
+    @property
+    def calm(self) -> bool:
+        """MIN_EPOCH normal answers and CALM_ROUND_TRIPS baseline latencies since the last
+        overload signal or cut."""
+        if self.baseline is None or self._answers_since_unrest < MIN_EPOCH:
+            return False
+        return time.monotonic() - self._unrest_at >= CALM_ROUND_TRIPS * self.baseline
 
     def acquire(self) -> int:
         """Block until a call may start; returns the token to hand back to release()."""
@@ -66,11 +83,24 @@ class AdaptiveLimit:
         waiter.acquire()  # released by release(), which took the slot for us
         return self._generation
 
+    def acquire_spare(self) -> int | None:
+        """A slot for an extra call (a hedge): past the adaptive limit if need be, never
+        past the ceiling. None when the ceiling is reached."""
+        with self._lock:
+            if self.in_flight >= self.ceiling:
+                return None
+            self._take_slot()
+            return self._generation
+
     def release(self, token: int, overload: bool = False, latency: float | None = None) -> None:
         """End a call: `overload` if the API signalled it, `latency` if it answered normally."""
         with self._lock:
             self.in_flight -= 1
             epoch = self._epoch
+            if overload:
+                self._unrest()
+            elif latency is not None:
+                self._answers_since_unrest += 1
             if token == self._generation:
                 epoch.calls += 1
                 if overload:
@@ -96,14 +126,20 @@ class AdaptiveLimit:
         queueing = median / self.baseline if median and self.baseline else 1.0
         if epoch.overloads >= 2 and epoch.overloads > self._overload_tolerance * epoch.calls:
             self._set(self.limit * 0.5)
+            self._unrest()
         elif queueing > self._latency_tolerance:
             self._set(self.limit * min(0.9, max(0.5, self._latency_tolerance / queueing)))
+            self._unrest()
         elif self._slow_start and queueing <= SLOW_START_QUEUEING:
             self._set(self.limit * 2)
             return
         else:
             self._set(self.limit + max(1.0, self.limit * 0.1))
         self._slow_start = False
+
+    def _unrest(self) -> None:
+        self._unrest_at = time.monotonic()
+        self._answers_since_unrest = 0
 
     def _set(self, limit: float) -> None:
         limit = min(float(self.ceiling), max(1.0, limit))

@@ -44,6 +44,7 @@ class RunStats:
         self.complete = 0
         self.incomplete = 0
         self.latency = LatencyHistogram()
+        self.tail: Counter[str] = Counter()  # hedges, hedge_wins, hedges_held, abandoned
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._cpu_started = time.process_time()
@@ -57,6 +58,10 @@ class RunStats:
     def retry(self, cause: str) -> None:
         with self._lock:
             self.retries[cause] += 1
+
+    def count(self, event: str) -> None:
+        with self._lock:
+            self.tail[event] += 1
 
     def record(self, complete: bool, failures: list[str], not_available: int) -> None:
         with self._lock:
@@ -78,6 +83,10 @@ class RunStats:
                 "records": self.complete + self.incomplete,
                 "complete": self.complete,
                 "incomplete": self.incomplete,
+                "hedges": self.tail["hedges"],
+                "hedge_wins": self.tail["hedge_wins"],
+                "hedges_held": self.tail["hedges_held"],
+                "abandoned": self.tail["abandoned"],
                 "latency_p50_ms": round(p50 * 1000, 1) if p50 else None,
                 "latency_p95_ms": round(p95 * 1000, 1) if p95 else None,
                 **extra,

@@ -119,6 +119,9 @@ DAG_PREFIX = _setting("DAG_PREFIX")
 INGEST_DAG_ID = f"{DAG_PREFIX}cdn_raw_ingest"
 TRANSFORM_DAG_ID = f"{DAG_PREFIX}cdn_log_transform"
 ALERT_DAG_ID = f"{DAG_PREFIX}cdn_data_alert"
+# Pools one DAG shares with another, and the other DAG's tasks on them: the ingest's
+# missing-pool watch counts those holders too (a busy pool is not a missing one).
+SHARED_POOLS = {BQ_WRITE_POOL: {TRANSFORM_DAG_ID: ("transform_window",)}}
 # The transform waits for the ingest run of its window to finish, failed or not, then
 # transforms whatever is there; past this it transforms anyway.
 INGEST_WAIT = timedelta(seconds=float(_setting("INGEST_WAIT_S", "1800")))

@@ -53,11 +53,27 @@ def missing_pool_message(pool: str, waiting_task_ids: list[str], waited_s: float
     )
 
 
+def holders(
+    pool: str, dag_id: str, pool_of: Mapping[str, str], shared: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[str]]:
+    """Every (DAG id, task ids) that can hold `pool`: this DAG's tasks on it, and the other
+    DAGs' tasks that share it (a slot held by another DAG is no sign of a missing pool)."""
+    own = {dag_id: sorted(t for t, p in pool_of.items() if p == pool)}
+    return own | {other: sorted(ids) for other, ids in shared.get(pool, {}).items()}
+
+
 def watch(
-    ti: Any, dag: Any, dag_run: Any, since: datetime, wait: timedelta, recheck_s: float = 10
+    ti: Any,
+    dag: Any,
+    dag_run: Any,
+    since: datetime,
+    wait: timedelta,
+    shared: Mapping[str, Mapping[str, Any]],
+    recheck_s: float = 10,
 ) -> bool:
     """One poke of the watch that has been watching since `since`: True when every pooled
-    task of the run has started; raises AirflowFailException naming a missing pool."""
+    task of the run has started; raises AirflowFailException naming a missing pool.
+    `shared`: pool -> {other DAG id: its task ids on that pool}."""
     from airflow.sdk.exceptions import AirflowFailException
 
     pool_of = {t.task_id: t.pool for t in dag.tasks if t.pool and t.pool != "default_pool"}
@@ -74,16 +90,21 @@ def watch(
     if waited < wait.total_seconds():
         return False
     for pool in sorted(waiting_pools(seen, pool_of)):
-        users = sorted(t for t, p in pool_of.items() if p == pool)
-        if _held(ti, dag.dag_id, users):
+        users = holders(pool, dag.dag_id, pool_of, shared)
+        if _held(ti, users):
             continue
         time.sleep(recheck_s)  # between one holder ending and the next starting, none holds it
         now = states()
-        if pool in waiting_pools(now, pool_of) and not _held(ti, dag.dag_id, users):
-            stuck = sorted({t for k, s in now.items() if (t := task_of(k, users)) and s in WAITING})
+        if pool in waiting_pools(now, pool_of) and not _held(ti, users):
+            own = users[dag.dag_id]
+            stuck = sorted({t for k, s in now.items() if (t := task_of(k, own)) and s in WAITING})
             raise AirflowFailException(missing_pool_message(pool, stuck, waited))
     return False
 
 
-def _held(ti: Any, dag_id: str, task_ids: list[str]) -> bool:
-    return ti.get_ti_count(dag_id=dag_id, task_ids=task_ids, states=HOLDING) > 0
+def _held(ti: Any, users: Mapping[str, list[str]]) -> bool:
+    return any(
+        ti.get_ti_count(dag_id=dag_id, task_ids=task_ids, states=HOLDING) > 0
+        for dag_id, task_ids in users.items()
+        if task_ids
+    )

@@ -78,7 +78,7 @@ def cdn_raw_ingest() -> None:
     @task.sensor(poke_interval=env.POOL_POKE.total_seconds(), mode="reschedule", timeout=24 * 3600)
     def watch_pools(ti=None, dag=None, dag_run=None) -> bool:
         since = ti.get_first_reschedule_date(get_current_context()) or ti.start_date
-        return pools.watch(ti, dag, dag_run, since, env.POOL_WAIT)
+        return pools.watch(ti, dag, dag_run, since, env.POOL_WAIT, env.SHARED_POOLS)
 
     publish_window(fetch_shard.expand(domains=plan_shards()))
     watch_pools()

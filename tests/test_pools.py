@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dag_utils.pools import all_started, missing_pool_message, task_of, waiting_pools
+from dag_utils.pools import all_started, holders, missing_pool_message, task_of, waiting_pools
 
 POOL_OF = {"plan_shards": "cdn_api", "fetch_shard": "cdn_api", "publish_window": "cdn_bq_writes"}
 
@@ -35,3 +35,14 @@ def test_the_message_names_the_pool_and_the_fix() -> None:
     message = missing_pool_message("cdn_api", ["plan_shards"], 301)
     assert "plan_shards waited 301 s for pool 'cdn_api'" in message
     assert "make provision" in message
+
+
+def test_a_pool_shared_with_the_transform_counts_its_holders() -> None:
+    shared = {"cdn_bq_writes": {"cdn_log_transform": ("transform_window",)}}
+    assert holders("cdn_bq_writes", "cdn_raw_ingest", POOL_OF, shared) == {
+        "cdn_raw_ingest": ["publish_window"],
+        "cdn_log_transform": ["transform_window"],
+    }
+    assert holders("cdn_api", "cdn_raw_ingest", POOL_OF, shared) == {
+        "cdn_raw_ingest": ["fetch_shard", "plan_shards"]
+    }

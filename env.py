@@ -59,6 +59,9 @@ RAW_TABLE = "raw_cdn_minutes"
 AUDIT_TABLE = "raw_ingest_runs"
 DASHBOARD_TABLE = "cdn_dashboard_minutes"
 DASHBOARD_TIMEZONE = "Asia/Seoul"  # the dashboard's local-time column
+# Each transform also rewrites the rows of ingest runs published since the dashboard last
+# took them, for runs of windows at most this old (the audit table's partition filter).
+DASHBOARD_FOLLOW = timedelta(hours=int(_setting("DASHBOARD_FOLLOW_H", "24")))
 STAGING_TABLE_PREFIX = "_staging_raw_"  # one per run, expires after STAGING_EXPIRATION
 STAGING_EXPIRATION = timedelta(days=1)
 

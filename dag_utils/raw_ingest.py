@@ -76,7 +76,9 @@ def window_for(
     interval_start: datetime, interval_end: datetime, lag: timedelta = env.AVAILABILITY_LAG
 ) -> Window:
     """The run's window: its data interval shifted back by the availability lag."""
-    start, end = interval_start.astimezone(UTC) - lag, interval_end.astimezone(UTC) - lag
+    # Via unix seconds: pendulum's astimezone(datetime.UTC) drops the zone.
+    start = datetime.fromtimestamp(interval_start.timestamp(), UTC) - lag
+    end = datetime.fromtimestamp(interval_end.timestamp(), UTC) - lag
     if end <= start or start.timestamp() % 60 or end.timestamp() % 60:
         raise ValueError(f"a data interval of whole minutes is needed, not {start}..{end}")
     return Window(start, end)

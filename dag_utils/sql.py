@@ -57,7 +57,7 @@ DELETE FROM `{audit}` WHERE run_id = @run_id;
 
 INSERT INTO `{audit}` (run_id, window_start, window_end, domains, calls, retries, failures,
                        complete, incomplete, refetched, filled, lost, lost_sample,
-                       fetch_seconds, client_stats, published_at)
+                       fetch_seconds, client_stats, published_at, refetch_start)
 SELECT @run_id, @window_start, @window_end, @domains, @calls, @retries, @failures,
        @complete, @incomplete, @refetched, @filled,
        (SELECT COUNT(*) FROM `{raw}`
@@ -66,7 +66,7 @@ SELECT @run_id, @window_start, @window_end, @domains, @calls, @retries, @failure
                                  ORDER BY minute, domain LIMIT 20))
         FROM `{raw}`
         WHERE NOT complete AND minute >= @lost_since AND minute < @lost_until),
-       @fetch_seconds, PARSE_JSON(@client_stats), CURRENT_TIMESTAMP();
+       @fetch_seconds, PARSE_JSON(@client_stats), CURRENT_TIMESTAMP(), @since;
 
 COMMIT TRANSACTION;
 """
@@ -76,14 +76,33 @@ SELECT_AUDIT_ROW = """
 SELECT * FROM `{audit}` WHERE run_id = @run_id
 """
 
-# Replaces the window's dashboard rows atomically with one set-based pass over the raw
-# rows: a typed column per metric (null where the API had none), the minute in UTC and
-# in the dashboard's time zone ({timezone}: a checked IANA name from env.py; the emulator
-# does not take it as a parameter).
+# Ingest runs published since the dashboard last took them (a rerun's new audit row is
+# pending again), within @follow_since: the raw rows they wrote are what the dashboard
+# lacks. Each run wrote only rows of [refetch_start, window_end).
+SELECT_PENDING_RUNS = """
+SELECT run_id, UNIX_SECONDS(COALESCE(refetch_start, window_start)) AS refetch_start,
+       UNIX_SECONDS(window_end) AS window_end
+FROM `{audit}`
+WHERE window_start >= @follow_since AND dashboard_at IS NULL
+"""
+
+# Rewrites, atomically and with one set-based pass over the raw rows, the dashboard rows
+# of the window and of every raw row the pending runs (@runs) wrote, then marks those
+# runs taken. @since/@until bound all of it (the partition filter). Typed column per
+# metric (null where the API had none), the minute in UTC and in the dashboard's time
+# zone ({timezone}: a checked IANA name from env.py; the emulator does not take it as a
+# parameter).
 TRANSFORM_WINDOW = """
 BEGIN TRANSACTION;
 
-DELETE FROM `{dashboard}` WHERE minute_utc >= @window_start AND minute_utc < @window_end;
+DELETE FROM `{dashboard}` AS target
+WHERE target.minute_utc >= @since AND target.minute_utc < @until
+  AND ((target.minute_utc >= @window_start AND target.minute_utc < @window_end)
+       OR EXISTS (
+         SELECT 1 FROM `{raw}` AS source
+         WHERE source.minute >= @since AND source.minute < @until
+           AND source.run_id IN UNNEST(@runs)
+           AND source.domain = target.domain AND source.minute = target.minute_utc));
 
 INSERT INTO `{dashboard}` (minute_utc, minute_local, domain, <columns>,
                            complete, raw_run_id, transformed_at)
@@ -91,7 +110,11 @@ SELECT minute, DATETIME(minute, '{timezone}'), domain,
        <typed>,
        complete, run_id, CURRENT_TIMESTAMP()
 FROM `{raw}`
-WHERE minute >= @window_start AND minute < @window_end;
+WHERE minute >= @since AND minute < @until
+  AND ((minute >= @window_start AND minute < @window_end) OR run_id IN UNNEST(@runs));
+
+UPDATE `{audit}` SET dashboard_at = CURRENT_TIMESTAMP()
+WHERE window_start >= @follow_since AND run_id IN UNNEST(@runs);
 
 COMMIT TRANSACTION;
 """.replace("<columns>", _COLUMNS).replace("<typed>", _TYPED)

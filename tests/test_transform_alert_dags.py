@@ -53,6 +53,50 @@ def test_the_dashboard_has_the_apis_numbers_typed_with_utc_and_seoul_minutes(sim
             assert row[column] == truth[endpoint][metric], (column, row["domain"])
 
 
+def dashboard_rows(bq, window: int) -> dict[tuple[str, int], dict]:
+    table = f"local.{TEST_DATASET}.{env.DASHBOARD_TABLE}"
+    start = W0 + window * STEP
+    rows = bq.query_and_wait(
+        f"SELECT * FROM `{table}` WHERE minute_utc >= '{start.isoformat()}' "
+        f"AND minute_utc < '{(start + STEP).isoformat()}'"
+    )
+    return {(r["domain"], int(r["minute_utc"].timestamp())): dict(r) for r in rows}
+
+
+def assert_true_values(rows: dict[tuple[str, int], dict]) -> None:
+    for (domain, minute), row in rows.items():
+        endpoints = ("traffic", "status", "cache")
+        truth = {e: true_metrics(domain, minute, e, TEST_SIM) for e in endpoints}
+        for column, endpoint, metric, _ in DASHBOARD_METRICS:
+            assert row[column] == truth[endpoint][metric], (column, domain, minute)
+
+
+def test_a_minute_filled_by_a_later_ingest_run_becomes_complete_on_the_dashboard(sim, bq) -> None:
+    sim.configure(rate_empty=0.1, empty_calls=1)  # empty at first fetch, there at the next
+    ingest_and_transform(0)
+    late = {k for k, row in dashboard_rows(bq, 0).items() if not row["complete"]}
+    assert late, "the simulator should have left some minutes empty at first fetch"
+    ingest_and_transform(1)  # refetches window 0's late minutes
+    rows = dashboard_rows(bq, 0)
+    assert len(rows) == 5 * len(TEST_SIM.domain_list())
+    assert all(rows[k]["complete"] for k in late)
+    assert_true_values(rows)
+
+
+def test_a_window_transformed_before_its_ingest_catches_up_with_the_next_transform(sim, bq) -> None:
+    early = run_dag(env.TRANSFORM_DAG_ID, interval_end(0), mark_success="wait_for_ingest")
+    assert early.state == "success", task_states(early)
+    assert dashboard_rows(bq, 0) == {}  # nothing was there yet
+    ingest_and_transform(1)
+    assert dashboard_rows(bq, 0) == {}  # window 0's ingest has still not run
+    assert run_dag(env.INGEST_DAG_ID, interval_end(0)).state == "success"
+    ingest_and_transform(2)
+    rows = dashboard_rows(bq, 0)
+    assert len(rows) == 5 * len(TEST_SIM.domain_list())
+    assert all(row["complete"] for row in rows.values())
+    assert_true_values(rows)
+
+
 def test_a_gap_sends_exactly_one_message_naming_it(sim, bq, slack) -> None:
     sim.configure(rate_empty=0.05)  # minutes that never arrive
     ingest_and_transform(0)

@@ -56,7 +56,7 @@ class ServerProcess:
             try:
                 requests.get(self.url + path, timeout=1)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # listening, busy starting
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(

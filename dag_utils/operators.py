@@ -45,7 +45,7 @@ class TriggerAlertForWindow(TriggerDagRunOperator):
             raise AirflowSkipException(message)
         run = context["dag_run"]
         window = window_for(run.data_interval_start, run.data_interval_end)
-        live = alerting.is_live(run.start_date, run.data_interval_end, str(run.run_type))
+        live = alerting.is_live(run.start_date, run.data_interval_end, run.run_type)
         self.conf = alerting.window_conf(window, live)
         self.trigger_run_id = f"window__{window.start:%Y-%m-%dT%H:%M}"
         return super().execute(context)

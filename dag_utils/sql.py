@@ -125,33 +125,99 @@ SELECT COUNT(*) AS rows, COUNTIF(complete) AS complete FROM `{dashboard}`
 WHERE minute_utc >= @window_start AND minute_utc < @window_end
 """
 
-# What is missing from the window: each domain the ingest saw in the window or the day
-# before it, times each minute, without a complete dashboard row. Counts and samples.
+# What is missing among the judged minutes [@judged_start, @judged_end): each domain the
+# ingest saw in them or the day before, times each minute, without a complete dashboard
+# row. Counts and samples. An empty range judges nothing.
 CHECK_WINDOW = """
 WITH expected_domains AS (
   SELECT DISTINCT domain FROM `{raw}`
-  WHERE minute >= @lookback_start AND minute < @window_end
+  WHERE minute >= @lookback_start AND minute < @judged_end
 ),
-minutes AS (
+judged AS (
   SELECT minute FROM UNNEST(GENERATE_TIMESTAMP_ARRAY(
-    @window_start, TIMESTAMP_SUB(@window_end, INTERVAL 1 MINUTE), INTERVAL 1 MINUTE)) AS minute
+    @judged_start, TIMESTAMP_SUB(@judged_end, INTERVAL 1 MINUTE), INTERVAL 1 MINUTE)) AS minute
 ),
 present AS (
   SELECT domain, minute_utc AS minute FROM `{dashboard}`
-  WHERE minute_utc >= @window_start AND minute_utc < @window_end AND complete
+  WHERE minute_utc >= @judged_start AND minute_utc < @judged_end AND complete
 ),
 missing AS (
-  SELECT e.domain, m.minute
-  FROM expected_domains AS e CROSS JOIN minutes AS m
-  LEFT JOIN present AS p ON p.domain = e.domain AND p.minute = m.minute
+  SELECT e.domain, j.minute
+  FROM expected_domains AS e CROSS JOIN judged AS j
+  LEFT JOIN present AS p ON p.domain = e.domain AND p.minute = j.minute
   WHERE p.domain IS NULL
 )
 SELECT
-  (SELECT COUNT(*) FROM expected_domains) * (SELECT COUNT(*) FROM minutes) AS expected,
+  (SELECT COUNT(*) FROM expected_domains) * (SELECT COUNT(*) FROM judged) AS expected,
   (SELECT COUNT(*) FROM missing) AS missing,
   (SELECT COUNT(DISTINCT domain) FROM missing) AS missing_domains,
   (SELECT COUNT(DISTINCT minute) FROM missing) AS missing_minutes,
   ARRAY(SELECT DISTINCT domain FROM missing ORDER BY domain LIMIT 5) AS sample_domains,
-  ARRAY(SELECT DISTINCT UNIX_SECONDS(minute) AS m FROM missing ORDER BY m LIMIT 5)
-    AS sample_minutes
+  ARRAY(SELECT DISTINCT UNIX_SECONDS(minute) AS unix_minute FROM missing
+        ORDER BY unix_minute LIMIT 5) AS sample_minutes
 """
+
+# The domains a condition rule fires for in [@window_start, @window_end): those with
+# @minutes bad minutes in a row ending in the window (a run may start before it, from
+# @streak_start), with their worst value; worst first. {bad}: one of RULE_BAD_MINUTES,
+# selecting (domain, minute, value) of the bad complete minutes.
+RULE_FINDINGS = """
+WITH bad AS (
+{bad}
+),
+streaks AS (
+  SELECT ending.domain, ending.minute, COUNT(*) AS bad_minutes, <worst>(earlier.value) AS value
+  FROM bad AS ending
+  JOIN bad AS earlier
+    ON earlier.domain = ending.domain AND earlier.minute <= ending.minute
+   AND earlier.minute > TIMESTAMP_SUB(ending.minute, INTERVAL @minutes MINUTE)
+  WHERE ending.minute >= @window_start
+  GROUP BY ending.domain, ending.minute
+)
+SELECT domain, <worst>(value) AS value FROM streaks
+WHERE bad_minutes = @minutes
+GROUP BY domain
+ORDER BY value <order>, domain
+"""
+
+# Per rule kind: the bad minutes, and whether higher values are worse.
+RULE_BAD_MINUTES = {
+    "error_ratio_above": (
+        """
+  SELECT domain, minute_utc AS minute, SAFE_DIVIDE(status_5xx, requests) AS value
+  FROM `{dashboard}`
+  WHERE minute_utc >= @streak_start AND minute_utc < @window_end AND complete
+    AND SAFE_DIVIDE(status_5xx, requests) > @threshold""",
+        True,
+    ),
+    "hit_ratio_below": (
+        """
+  SELECT domain, minute_utc AS minute, hit_ratio AS value
+  FROM `{dashboard}`
+  WHERE minute_utc >= @streak_start AND minute_utc < @window_end AND complete
+    AND requests >= @min_requests AND hit_ratio < @threshold""",
+        False,
+    ),
+    "requests_below_day_before": (
+        """
+  SELECT today.domain, today.minute_utc AS minute,
+         SAFE_DIVIDE(today.requests, day_before.requests) AS value
+  FROM `{dashboard}` AS today
+  JOIN `{dashboard}` AS day_before
+    ON day_before.domain = today.domain
+   AND day_before.minute_utc = TIMESTAMP_SUB(today.minute_utc, INTERVAL 1 DAY)
+  WHERE today.minute_utc >= @streak_start AND today.minute_utc < @window_end
+    AND day_before.minute_utc >= TIMESTAMP_SUB(@streak_start, INTERVAL 1 DAY)
+    AND day_before.minute_utc < TIMESTAMP_SUB(@window_end, INTERVAL 1 DAY)
+    AND today.complete AND day_before.complete AND day_before.requests > 0
+    AND SAFE_DIVIDE(today.requests, day_before.requests) < @threshold""",
+        False,
+    ),
+}
+
+
+def rule_findings(kind: str) -> str:
+    """RULE_FINDINGS for one rule kind; still holding the {dashboard} table placeholder."""
+    bad, higher_is_worse = RULE_BAD_MINUTES[kind]
+    worst, order = ("MAX", "DESC") if higher_is_worse else ("MIN", "ASC")
+    return RULE_FINDINGS.replace("<worst>", worst).replace("<order>", order).replace("{bad}", bad)

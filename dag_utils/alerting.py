@@ -128,7 +128,7 @@ def _fired(bq: Any, window: Window, name: str, rule: dict[str, Any]) -> list[dic
         params["min_requests"] = rule["min_requests"]
     statement = sql.rule_findings(rule["kind"]).format(dashboard=bigquery.table_ids()["dashboard"])
     return [
-        {"rule": name, "domain": r["domain"], "value": r["value"]}
+        {"rule": name, "domain": r["domain"], "value": r["worst"]}
         for r in bigquery.query(bq, statement, params)
     ]
 

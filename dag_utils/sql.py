@@ -166,7 +166,8 @@ WITH bad AS (
 {bad}
 ),
 streaks AS (
-  SELECT ending.domain, ending.minute, COUNT(*) AS bad_minutes, <worst>(earlier.value) AS value
+  SELECT ending.domain, ending.minute, COUNT(*) AS bad_minutes,
+         <worst>(earlier.value) AS streak_worst
   FROM bad AS ending
   JOIN bad AS earlier
     ON earlier.domain = ending.domain AND earlier.minute <= ending.minute
@@ -174,10 +175,10 @@ streaks AS (
   WHERE ending.minute >= @window_start
   GROUP BY ending.domain, ending.minute
 )
-SELECT domain, <worst>(value) AS value FROM streaks
+SELECT domain, <worst>(streak_worst) AS worst FROM streaks
 WHERE bad_minutes = @minutes
 GROUP BY domain
-ORDER BY value <order>, domain
+ORDER BY worst <order>, domain
 """
 
 # Per rule kind: the bad minutes, and whether higher values are worse.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,7 +98,7 @@ def test_the_window_judges_the_minutes_whose_grace_ended_in_it() -> None:
     assert (judged.start, judged.end) == (T0 - grace, T0 - grace + FIVE)
     windows = [Window(T0 + FIVE * i, T0 + FIVE * (i + 1)) for i in range(4)]
     tiles = [judged_minutes(w, grace, first=T0 - HOUR) for w in windows]
-    assert all(a.end == b.start for a, b in zip(tiles, tiles[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(tiles))
     # nothing before the pipeline's first window is judged
     assert judged_minutes(window, grace, first=T0).minutes == []
 

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("cdn_connection")
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 
+@pytest.mark.timeout(1500)  # five windows one after another, then a backfill of them
 def test_a_15_minute_5xx_spike_opens_and_recovers_once_and_a_backfill_posts_nothing(
     sim, bq, slack, tmp_path
 ) -> None:

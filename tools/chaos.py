@@ -21,6 +21,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import requests
+
 import env
 from dag_utils.tables import DASHBOARD_METRICS
 from tools.airflow_stack import AirflowStack
@@ -160,11 +162,14 @@ def script(airflow: AirflowStack, slack: SlackStandIn, windows: int) -> None:
     ]
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
-        transforms = [r["state"] for r in airflow.runs(env.TRANSFORM_DAG_ID)]
-        finished = sum(s in ("success", "failed") for s in transforms)
+        try:
+            states = {d: [r["state"] for r in airflow.runs(d)] for d in DAGS}
+        except requests.RequestException:  # the API server too busy to answer: poll again
+            time.sleep(5)
+            continue
+        finished = sum(s in ("success", "failed") for s in states[env.TRANSFORM_DAG_ID])
         while steps and finished >= steps[0][0]:
             steps.pop(0)[1]()
-        states = {d: [r["state"] for r in airflow.runs(d)] for d in DAGS}
         busy = any(s not in ("success", "failed") for runs in states.values() for s in runs)
         print("  " + ", ".join(f"{d} {sum(s in ('success', 'failed') for s in r)}/{len(r)}"
                                for d, r in states.items()), flush=True)  # fmt: skip

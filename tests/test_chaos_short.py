@@ -5,7 +5,7 @@ from __future__ import annotations
 from tools import chaos
 
 
-def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_or_leaked(
+def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_late_or_leaked(
     tmp_path,
 ) -> None:
     result = chaos.run(windows=3, domains=6, horizon_min=5, home=tmp_path / "chaos")
@@ -15,4 +15,9 @@ def test_with_every_fault_on_nothing_is_wrong_duplicated_lost_unreported_or_leak
     assert result["leaks"] == []
     assert result["stored correct (complete, = truth)"] > 0
     assert result["BigQuery jobs failed by injection"] == 1
-    assert len(result["messages"]) <= 2  # one incident (and a catch-up summary, at most)
+    assert result["dashboard rows behind raw (must be 0)"] == 0
+    assert result["dashboard complete rows != truth (must be 0)"] == 0
+    assert result["domains named in messages that were only late (must be 0)"] == 0
+    # two incidents (a broken domain, a 5xx spike), a catch-up summary at most: each check
+    # says what it has in one message
+    assert len(result["messages"]) <= 3

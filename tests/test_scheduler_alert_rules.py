@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,10 +54,14 @@ def test_a_15_minute_5xx_spike_opens_and_recovers_once_and_a_backfill_posts_noth
         assert texts[1].endswith(f": {domain}")
 
         last = start + timedelta(minutes=20)
-        airflow.airflow(
-            "backfill", "create", "--dag-id", env.TRANSFORM_DAG_ID, "--from-date",
-            start.isoformat(), "--to-date", last.isoformat(), "--reprocess-behavior", "completed",
-        )  # fmt: skip
+        try:
+            airflow.airflow(
+                "backfill", "create", "--dag-id", env.TRANSFORM_DAG_ID, "--from-date",
+                start.isoformat(), "--to-date", last.isoformat(), "--reprocess-behavior",
+                "completed",
+            )  # fmt: skip
+        except subprocess.CalledProcessError as exc:
+            pytest.fail(f"airflow backfill create failed: {exc.stdout[-2000:]}{exc.stderr[-2000:]}")
         runs = airflow.wait_for_runs(env.TRANSFORM_DAG_ID, 9)
         backfills = [r for r in runs if r["run_type"] == "backfill"]
         assert len(backfills) >= 4 and {r["state"] for r in backfills} == {"success"}

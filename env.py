@@ -6,6 +6,7 @@ I/O or reads Airflow Variables/Connections, so importing it at parse time is fre
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 
@@ -67,6 +68,9 @@ RAW_TABLE = "raw_cdn_minutes"
 AUDIT_TABLE = "raw_ingest_runs"
 DASHBOARD_TABLE = "cdn_dashboard_minutes"
 DASHBOARD_TIMEZONE = "Asia/Seoul"  # the dashboard's local-time column
+# Each transform also rewrites the rows of ingest runs published since the dashboard last
+# took them, for runs of windows at most this old (the audit table's partition filter).
+DASHBOARD_FOLLOW = timedelta(hours=int(_setting("DASHBOARD_FOLLOW_H", "24")))
 STAGING_TABLE_PREFIX = "_staging_raw_"  # one per run, expires after STAGING_EXPIRATION
 STAGING_EXPIRATION = timedelta(days=1)
 
@@ -136,7 +140,43 @@ SLACK_CONN_ID = "slack_api_default"
 ALERT_CHANNEL = _setting("ALERT_CHANNEL")
 ALERT_REMINDER = timedelta(minutes=int(_setting("ALERT_REMINDER_MIN", "60")))
 ALERT_LIVE_WITHIN = timedelta(minutes=int(_setting("ALERT_LIVE_WITHIN_MIN", "15")))
+# A domain-minute still incomplete this long after its minute ended is missing; before,
+# it is only late. Default: two refetches by the next two 5-minute runs.
+ALERT_GRACE = timedelta(minutes=int(_setting("ALERT_GRACE_MIN", "10")))
 EXPECTED_DOMAINS_LOOKBACK = timedelta(days=1)
+# Condition rules over the window's complete dashboard rows, as JSON: name -> rule. Kinds:
+# error_ratio_above (status_5xx / requests above `threshold` for `minutes` in a row),
+# hit_ratio_below (below `threshold` for `minutes` in a row, in minutes of at least
+# `min_requests` requests), requests_below_day_before (under `threshold` times the same
+# minute a day earlier, for `minutes` in a row). Each (rule, domain) is an incident.
+DEFAULT_ALERT_RULES = {
+    "5xx errors": {"kind": "error_ratio_above", "threshold": 0.1, "minutes": 3},
+    "cache hit ratio": {
+        "kind": "hit_ratio_below",
+        "threshold": 0.3,
+        "minutes": 5,
+        "min_requests": 10_000,
+    },
+    "traffic drop": {"kind": "requests_below_day_before", "threshold": 0.1, "minutes": 5},
+}
+_RULE_KEYS = {
+    "error_ratio_above": {"kind", "threshold", "minutes"},
+    "hit_ratio_below": {"kind", "threshold", "minutes", "min_requests"},
+    "requests_below_day_before": {"kind", "threshold", "minutes"},
+}
+
+
+def _rules(text: str) -> dict[str, dict]:
+    """The rules from JSON, each checked: a wrong rule stops the bundle from loading."""
+    rules = json.loads(text)
+    for name, rule in rules.items():
+        keys = _RULE_KEYS.get(rule.get("kind"))
+        if keys is None or set(rule) != keys or int(rule["minutes"]) < 1:
+            raise ValueError(f"CDN_ALERT_RULES: rule {name!r} needs exactly {keys or _RULE_KEYS}")
+    return rules
+
+
+ALERT_RULES = _rules(_setting("ALERT_RULES", json.dumps(DEFAULT_ALERT_RULES)))
 ALERT_STATE_VARIABLE = "cdn_alert_state"
 
 # Shared by every DAG: owner, retries with backoff, a timeout per task.

@@ -29,7 +29,11 @@ class TriggerAlertForWindow(TriggerDagRunOperator):
             raise AirflowSkipException(message)
         run = context["dag_run"]
         window = window_for(run.data_interval_start, run.data_interval_end)
-        live = is_live(run.start_date, run.data_interval_end, str(run.run_type))
+        live = is_live(run.start_date, run.data_interval_end, run.run_type)
         self.conf = window_conf(window, live)
-        self.trigger_run_id = f"window__{window.start:%Y-%m-%dT%H:%M}"
+        # A rerun never checks the same window twice; a backfill run has a check of its own.
+        backfill = "" if live or getattr(run.run_type, "value", "") != "backfill" else run.run_id
+        self.trigger_run_id = f"window__{window.start:%Y-%m-%dT%H:%M}" + (
+            f"__{backfill}" if backfill else ""
+        )
         return super().execute(context)

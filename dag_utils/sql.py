@@ -82,7 +82,7 @@ DELETE FROM `{audit}` WHERE window_start = @window_start AND run_id = @run_id;
 
 INSERT INTO `{audit}` (run_id, window_start, window_end, domains, calls, retries, failures,
                        complete, incomplete, refetched, filled, lost, lost_sample,
-                       fetch_seconds, client_stats, published_at)
+                       fetch_seconds, client_stats, published_at, refetch_start)
 SELECT @run_id, @window_start, @window_end, @domains, @calls, @retries, @failures,
        @complete, @incomplete, @refetched, @filled,
        (SELECT COUNT(*) FROM `{raw}`
@@ -90,7 +90,7 @@ SELECT @run_id, @window_start, @window_end, @domains, @calls, @retries, @failure
        (SELECT <lost_sample>
         FROM `{raw}`
         WHERE NOT complete AND minute >= @lost_since AND minute < @lost_until),
-       @fetch_seconds, PARSE_JSON(@client_stats), CURRENT_TIMESTAMP();
+       @fetch_seconds, PARSE_JSON(@client_stats), CURRENT_TIMESTAMP(), @since;
 
 COMMIT TRANSACTION;
 """.replace("<lost_sample>", LOST_SAMPLE)
@@ -100,14 +100,33 @@ SELECT_AUDIT_ROW = """
 SELECT * FROM `{audit}` WHERE window_start = @window_start AND run_id = @run_id
 """
 
-# Replaces the window's dashboard rows atomically with one set-based pass over the raw
-# rows: a typed column per metric (null where the API had none), the minute in UTC and
-# in the dashboard's time zone ({timezone}: a checked IANA name from env.py; the emulator
-# does not take it as a parameter).
+# Ingest runs published since the dashboard last took them (a rerun's new audit row is
+# pending again), within @follow_since: the raw rows they wrote are what the dashboard
+# lacks. Each run wrote only rows of [refetch_start, window_end).
+SELECT_PENDING_RUNS = """
+SELECT run_id, UNIX_SECONDS(COALESCE(refetch_start, window_start)) AS refetch_start,
+       UNIX_SECONDS(window_end) AS window_end
+FROM `{audit}`
+WHERE window_start >= @follow_since AND dashboard_at IS NULL
+"""
+
+# Rewrites, atomically and with one set-based pass over the raw rows, the dashboard rows
+# of the window and of every raw row the pending runs (@runs) wrote, then marks those
+# runs taken. @since/@until bound all of it (the partition filter). Typed column per
+# metric (null where the API had none), the minute in UTC and in the dashboard's time
+# zone ({timezone}: a checked IANA name from env.py; the emulator does not take it as a
+# parameter).
 TRANSFORM_WINDOW = """
 BEGIN TRANSACTION;
 
-DELETE FROM `{dashboard}` WHERE minute_utc >= @window_start AND minute_utc < @window_end;
+DELETE FROM `{dashboard}` AS target
+WHERE target.minute_utc >= @since AND target.minute_utc < @until
+  AND ((target.minute_utc >= @window_start AND target.minute_utc < @window_end)
+       OR EXISTS (
+         SELECT 1 FROM `{raw}` AS source
+         WHERE source.minute >= @since AND source.minute < @until
+           AND source.run_id IN UNNEST(@runs)
+           AND source.domain = target.domain AND source.minute = target.minute_utc));
 
 INSERT INTO `{dashboard}` (minute_utc, minute_local, domain, <columns>,
                            complete, raw_run_id, transformed_at)
@@ -115,7 +134,11 @@ SELECT minute, DATETIME(minute, '{timezone}'), domain,
        <typed>,
        complete, run_id, CURRENT_TIMESTAMP()
 FROM `{raw}`
-WHERE minute >= @window_start AND minute < @window_end;
+WHERE minute >= @since AND minute < @until
+  AND ((minute >= @window_start AND minute < @window_end) OR run_id IN UNNEST(@runs));
+
+UPDATE `{audit}` SET dashboard_at = CURRENT_TIMESTAMP()
+WHERE window_start >= @follow_since AND run_id IN UNNEST(@runs);
 
 COMMIT TRANSACTION;
 """.replace("<columns>", _COLUMNS).replace("<typed>", _TYPED)
@@ -126,33 +149,100 @@ SELECT COUNT(*) AS row_count, COUNTIF(complete) AS complete FROM `{dashboard}`
 WHERE minute_utc >= @window_start AND minute_utc < @window_end
 """
 
-# What is missing from the window: each domain the ingest saw in the window or the day
-# before it, times each minute, without a complete dashboard row. Counts and samples.
+# What is missing among the judged minutes [@judged_start, @judged_end): each domain the
+# ingest saw in them or the day before, times each minute, without a complete dashboard
+# row. Counts and samples. An empty range judges nothing.
 CHECK_WINDOW = """
 WITH expected_domains AS (
   SELECT DISTINCT domain FROM `{raw}`
-  WHERE minute >= @lookback_start AND minute < @window_end
+  WHERE minute >= @lookback_start AND minute < @judged_end
 ),
-minutes AS (
+judged AS (
   SELECT minute FROM UNNEST(GENERATE_TIMESTAMP_ARRAY(
-    @window_start, TIMESTAMP_SUB(@window_end, INTERVAL 1 MINUTE), INTERVAL 1 MINUTE)) AS minute
+    @judged_start, TIMESTAMP_SUB(@judged_end, INTERVAL 1 MINUTE), INTERVAL 1 MINUTE)) AS minute
 ),
 present AS (
   SELECT domain, minute_utc AS minute FROM `{dashboard}`
-  WHERE minute_utc >= @window_start AND minute_utc < @window_end AND complete
+  WHERE minute_utc >= @judged_start AND minute_utc < @judged_end AND complete
 ),
 missing AS (
-  SELECT e.domain, m.minute
-  FROM expected_domains AS e CROSS JOIN minutes AS m
-  LEFT JOIN present AS p ON p.domain = e.domain AND p.minute = m.minute
+  SELECT e.domain, j.minute
+  FROM expected_domains AS e CROSS JOIN judged AS j
+  LEFT JOIN present AS p ON p.domain = e.domain AND p.minute = j.minute
   WHERE p.domain IS NULL
 )
 SELECT
-  (SELECT COUNT(*) FROM expected_domains) * (SELECT COUNT(*) FROM minutes) AS expected,
+  (SELECT COUNT(*) FROM expected_domains) * (SELECT COUNT(*) FROM judged) AS expected,
   (SELECT COUNT(*) FROM missing) AS missing,
   (SELECT COUNT(DISTINCT domain) FROM missing) AS missing_domains,
   (SELECT COUNT(DISTINCT minute) FROM missing) AS missing_minutes,
   ARRAY(SELECT DISTINCT domain FROM missing ORDER BY domain LIMIT 5) AS sample_domains,
-  ARRAY(SELECT DISTINCT UNIX_SECONDS(minute) AS m FROM missing ORDER BY m LIMIT 5)
-    AS sample_minutes
+  ARRAY(SELECT DISTINCT UNIX_SECONDS(minute) AS unix_minute FROM missing
+        ORDER BY unix_minute LIMIT 5) AS sample_minutes
 """
+
+# The domains a condition rule fires for in [@window_start, @window_end): those with
+# @minutes bad minutes in a row ending in the window (a run may start before it, from
+# @streak_start), with their worst value; worst first. {bad}: one of RULE_BAD_MINUTES,
+# selecting (domain, minute, value) of the bad complete minutes.
+RULE_FINDINGS = """
+WITH bad AS (
+{bad}
+),
+streaks AS (
+  SELECT ending.domain, ending.minute, COUNT(*) AS bad_minutes,
+         <worst>(earlier.value) AS streak_worst
+  FROM bad AS ending
+  JOIN bad AS earlier
+    ON earlier.domain = ending.domain AND earlier.minute <= ending.minute
+   AND earlier.minute > TIMESTAMP_SUB(ending.minute, INTERVAL @minutes MINUTE)
+  WHERE ending.minute >= @window_start
+  GROUP BY ending.domain, ending.minute
+)
+SELECT domain, <worst>(streak_worst) AS worst FROM streaks
+WHERE bad_minutes = @minutes
+GROUP BY domain
+ORDER BY worst <order>, domain
+"""
+
+# Per rule kind: the bad minutes, and whether higher values are worse.
+RULE_BAD_MINUTES = {
+    "error_ratio_above": (
+        """
+  SELECT domain, minute_utc AS minute, SAFE_DIVIDE(status_5xx, requests) AS value
+  FROM `{dashboard}`
+  WHERE minute_utc >= @streak_start AND minute_utc < @window_end AND complete
+    AND SAFE_DIVIDE(status_5xx, requests) > @threshold""",
+        True,
+    ),
+    "hit_ratio_below": (
+        """
+  SELECT domain, minute_utc AS minute, hit_ratio AS value
+  FROM `{dashboard}`
+  WHERE minute_utc >= @streak_start AND minute_utc < @window_end AND complete
+    AND requests >= @min_requests AND hit_ratio < @threshold""",
+        False,
+    ),
+    "requests_below_day_before": (
+        """
+  SELECT today.domain, today.minute_utc AS minute,
+         SAFE_DIVIDE(today.requests, day_before.requests) AS value
+  FROM `{dashboard}` AS today
+  JOIN `{dashboard}` AS day_before
+    ON day_before.domain = today.domain
+   AND day_before.minute_utc = TIMESTAMP_SUB(today.minute_utc, INTERVAL 1 DAY)
+  WHERE today.minute_utc >= @streak_start AND today.minute_utc < @window_end
+    AND day_before.minute_utc >= TIMESTAMP_SUB(@streak_start, INTERVAL 1 DAY)
+    AND day_before.minute_utc < TIMESTAMP_SUB(@window_end, INTERVAL 1 DAY)
+    AND today.complete AND day_before.complete AND day_before.requests > 0
+    AND SAFE_DIVIDE(today.requests, day_before.requests) < @threshold""",
+        False,
+    ),
+}
+
+
+def rule_findings(kind: str) -> str:
+    """RULE_FINDINGS for one rule kind; still holding the {dashboard} table placeholder."""
+    bad, higher_is_worse = RULE_BAD_MINUTES[kind]
+    worst, order = ("MAX", "DESC") if higher_is_worse else ("MIN", "ASC")
+    return RULE_FINDINGS.replace("<worst>", worst).replace("<order>", order).replace("{bad}", bad)

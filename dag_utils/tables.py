@@ -83,6 +83,8 @@ AUDIT = TableSpec(
         _field("fetch_seconds", "FLOAT64", "Wall time of the fetch"),
         _field("client_stats", "JSON", "The API client's run statistics"),
         _field("published_at", "TIMESTAMP", "When the window was written", required=True),
+        _field("refetch_start", "TIMESTAMP", "Refetch range: [refetch_start, window_start)"),
+        _field("dashboard_at", "TIMESTAMP", "Dashboard took its rows (null: not yet)"),
     ),
     "One row per raw-ingest run: what was fetched, retried, filled and lost.",
     partition_field="window_start",

@@ -67,7 +67,11 @@ def window_of(conf: dict[str, Any]) -> Window:
 
 
 def is_live(run_started: datetime | None, interval_end: datetime, run_type: str) -> bool:
-    """A run that started soon after its interval ended, not a catchup or backfill run."""
-    if run_type == "backfill" or run_started is None:
+    """A run that started soon after its interval ended, not a catchup or backfill run.
+
+    `run_type` may be a DagRunType, a (str, Enum) whose str() is 'DagRunType.BACKFILL'
+    on Python 3.11: compare its value.
+    """
+    if getattr(run_type, "value", run_type) == "backfill" or run_started is None:
         return False
     return run_started - interval_end <= env.ALERT_LIVE_WITHIN

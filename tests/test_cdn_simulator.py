@@ -54,3 +54,21 @@ def test_wrong_token_bad_date_and_counters(sim: CdnApiSimulator) -> None:
     stats = sim.stats()
     assert stats["calls"] == 2 and stats["by_status"] == {"401": 1, "400": 1}
     assert stats["max_in_flight"] == 1
+
+
+def test_an_injected_spike_changes_only_its_domain_and_minutes(sim: CdnApiSimulator) -> None:
+    domain, other = TEST_SIM.domain_list()[:2]
+    sim.configure(spikes=[f"{domain}:{MINUTE}:2:5xx", f"{other}:{MINUTE}:1:cache"])
+    spiked = TEST_SIM.updated({"spikes": [f"{domain}:{MINUTE}:2:5xx", f"{other}:{MINUTE}:1:cache"]})
+    for minute, hit in ((MINUTE, True), (MINUTE + 60, True), (MINUTE + 120, False)):
+        body = get(sim, "status", date=minute, domain_name=domain, step="1m", show="detail").json()
+        served = dict(zip(body["metric"], body["data"][0], strict=True))
+        requests_ = true_metrics(domain, minute, "traffic", spiked)["requests"]
+        assert (served["status_5xx"] == requests_ * 30 // 100) is hit
+        assert served["status_5xx"] == true_metrics(domain, minute, "status", spiked)["status_5xx"]
+    assert true_metrics(other, MINUTE, "cache", spiked)["hit_ratio"] < 0.11
+    assert true_metrics(other, MINUTE + 60, "cache", spiked) == true_metrics(
+        other, MINUTE + 60, "cache", TEST_SIM
+    )
+    bad = requests.post(f"{sim.url}/_sim/config", json={"spikes": ["x:1:2:melt"]}, timeout=10)
+    assert bad.status_code == 400

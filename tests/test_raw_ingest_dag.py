@@ -209,10 +209,10 @@ def test_overlapping_runs_publishing_in_either_order_leave_no_duplicate(sim, bq)
 
 def test_many_shards_land_every_domain_minute_once_in_one_write(sim, bq, monkeypatch) -> None:
     monkeypatch.setattr(env, "SHARD_SIZE", 4)
-    sim.configure(hostile=True, rate_empty=0.2, empty_calls=1)  # 14 domains: 4 shards
+    sim.configure(hostile=True, rate_empty=0.2, empty_calls=1)  # 18 domains: 5 shards
     (run,) = run_windows(W0, 1)
     fetches = [ti for ti in run.get_task_instances() if ti.task_id == "fetch_shard"]
-    assert len(fetches) == 4
+    assert len(fetches) == 5
     run_windows(W0 + STEP, 1)  # fills the first window's late minutes, shard by shard
     rows = raw_rows(bq)
     domains = TEST_SIM.domain_list() + list(HOSTILE_DOMAINS)
@@ -220,8 +220,8 @@ def test_many_shards_land_every_domain_minute_once_in_one_write(sim, bq, monkeyp
     first = [r for (_, minute), r in rows.items() if minute < int((W0 + STEP).timestamp())]
     assert all(r["complete"] for r in first)
     audit = audit_rows(bq)[0]
-    assert (audit["domains"], audit["complete"] + audit["incomplete"]) == (14, 70)
-    assert len(audit["client_stats"]["shards"]) == 4
+    assert (audit["domains"], audit["complete"] + audit["incomplete"]) == (18, 90)
+    assert len(audit["client_stats"]["shards"]) == 5
 
 
 def test_a_rejected_token_fails_the_run_at_once_without_retrying_or_leaking_it(

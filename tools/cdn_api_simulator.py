@@ -43,6 +43,7 @@ STATUS_SUMMARY_COLUMNS = ("requests", "error_ratio")
 EXTRA_COLUMN = "edge_region"
 NONFINITE_COLUMN = "jitter_ms"  # a column the contract does not name, sent as -Infinity
 FLOAT_METRICS = {"traffic": "bps", "status": "error_ratio", "cache": "hit_ratio"}
+SPIKE_KINDS = ("5xx", "cache", "drop")
 RESET_STATUS = 599  # internal marker for a dropped connection
 
 HOSTILE_DOMAINS = (
@@ -54,6 +55,11 @@ HOSTILE_DOMAINS = (
     "back\\slash.example.net",
     "space and %20 percent.example.net",
     "{{ ds }}.example.net",
+    # Slack control sequences and markup: a message naming them must show them inert
+    "<!channel>.example.net",
+    "<!here|x>.example.net",
+    "<https://evil.example|login>.example.net",
+    "*bold*_x_~y~.example.net",
 )
 
 
@@ -88,6 +94,17 @@ class SimConfig:
     rate_nonfinite: float = 0.0
     # persistent failure: "<endpoint>" or "<endpoint>:<domain>" always answers 500
     failing: tuple[str, ...] = ()
+    # injected incidents, "<domain>:<start unix seconds>:<minutes>:<kind>"; kinds: 5xx (30%
+    # of requests answer 5xx), cache (hit ratio 10%), drop (2% of the usual requests)
+    spikes: tuple[str, ...] = ()
+
+    def spike_at(self, domain: str, minute: int) -> str | None:
+        """The kind of incident injected for this domain-minute, if any."""
+        for spike in self.spikes:
+            name, start, minutes, kind = spike.rsplit(":", 3)  # a domain may hold ':'
+            if name == domain and int(start) <= minute < int(start) + 60 * int(minutes):
+                return kind
+        return None
 
     def domain_list(self) -> list[str]:
         names = [f"d{i:05d}.example.net" for i in range(self.domains)]
@@ -98,8 +115,12 @@ class SimConfig:
         unknown = set(changes) - fields
         if unknown:
             raise ValueError(f"unknown simulator settings: {sorted(unknown)}")
-        if "failing" in changes:
-            changes = {**changes, "failing": tuple(changes["failing"])}
+        for name in ("failing", "spikes"):
+            if name in changes:
+                changes = {**changes, name: tuple(changes[name])}
+        for spike in changes.get("spikes", ()):
+            if len(spike.rsplit(":", 3)) != 4 or spike.rsplit(":", 1)[-1] not in SPIKE_KINDS:
+                raise ValueError(f"a spike is domain:start:minutes:{'|'.join(SPIKE_KINDS)}")
         return dataclasses.replace(self, **changes)
 
 
@@ -112,10 +133,13 @@ def fraction(*parts: object) -> float:
 def true_metrics(domain: str, minute: int, endpoint: str, config: SimConfig) -> dict[str, Any]:
     """The values the simulator serves for one (domain, minute, endpoint): the truth."""
     h = hashlib.blake2b(f"{domain}\x1f{minute}".encode(), digest_size=16).digest()
+    spike = config.spike_at(domain, minute)
     requests = 1_000 + int.from_bytes(h[0:4], "big") % 1_000_000
+    requests = requests // 50 if spike == "drop" else requests
     size = requests * (500 + int.from_bytes(h[4:6], "big") % 50_000)
     s5, s4, s3 = (requests * (h[i] % m) // 100 for i, m in ((6, 5), (7, 10), (8, 20)))
-    hit = requests * (50 + h[9] % 50) // 100
+    s5 = requests * 30 // 100 if spike == "5xx" else s5
+    hit = requests * (10 if spike == "cache" else 50 + h[9] % 50) // 100
     values: dict[str, Any] = {
         "traffic": {"bytes": size, "bps": round(size * 8 / 60, 1), "requests": requests},
         "status": {
@@ -353,13 +377,13 @@ def _parse_args(argv: list[str] | None) -> tuple[str, int, SimConfig]:
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool":
             parser.add_argument(flag, action="store_true")
-        elif field.name == "failing":
+        elif field.name in ("failing", "spikes"):
             parser.add_argument(flag, nargs="*", default=[])
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default)
     args = vars(parser.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
-    return host, port, SimConfig(**{**args, "failing": tuple(args["failing"])})
+    return host, port, SimConfig().updated(args)
 
 
 async def serve(host: str, port: int, config: SimConfig) -> None:

@@ -62,6 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
         CDN_TASK_RETRIES="1",
         CDN_WINDOW_DEADLINE_S="60",
     )
+    # dag.test waits out a reschedule sensor's poke interval (a real stack pokes every 10 s:
+    # tools/airflow_stack.py).
+    os.environ.setdefault("CDN_POOL_POKE_S", "1")
     config.stash[AIRFLOW_HOME] = home
 
 

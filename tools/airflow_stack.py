@@ -48,6 +48,9 @@ class AirflowStack:
         passwords.write_text(json.dumps({USER: PASSWORD}))
         self.env = {
             **os.environ,
+            # Each poke of a reschedule sensor starts a task process: the missing-pool watch
+            # pokes every 10 s on a local stack, unless the caller's settings say otherwise.
+            "CDN_POOL_POKE_S": "10",
             "AIRFLOW_HOME": str(home),
             # The repository root plays the bucket's dags/ folder, which Composer puts on
             # sys.path: `import env` and `import dag_utils` work the same way.

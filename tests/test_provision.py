@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
 
 @pytest.mark.timeout(900)
 def test_provision_brings_a_bare_airflow_to_a_working_window_and_is_idempotent(
-    sim, bq, tmp_path, monkeypatch
+    sim, bq, tmp_path, monkeypatch, metadata_db
 ) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=now.minute % 5) - timedelta(minutes=5)
@@ -25,7 +25,7 @@ def test_provision_brings_a_bare_airflow_to_a_working_window_and_is_idempotent(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",  # a task's parse on a loaded machine
     }
-    with AirflowStack(tmp_path / "airflow", settings) as airflow:
+    with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
         plan = airflow.provision(dry_run=True)
         assert "would create pool cdn_api with 2 slots" in plan
         assert "would create pool cdn_bq_writes with 1 slots" in plan

@@ -23,7 +23,7 @@ DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 @pytest.mark.timeout(1500)  # five windows one after another, then a backfill of them
 def test_a_15_minute_5xx_spike_opens_and_recovers_once_and_a_backfill_posts_nothing(
-    sim, bq, slack, tmp_path
+    sim, bq, slack, tmp_path, metadata_db
 ) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=now.minute % 5 + 25)  # five windows of catchup
@@ -37,8 +37,8 @@ def test_a_15_minute_5xx_spike_opens_and_recovers_once_and_a_backfill_posts_noth
         "CDN_INGEST_POKE_S": "2",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
-    with AirflowStack(tmp_path / "airflow", settings) as airflow:
-        airflow.set_bundle_pools()
+    with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
+        airflow.provision()
         for dag_id in DAGS:
             airflow.wait_for_dag(dag_id)
         for dag_id in DAGS:

@@ -12,7 +12,7 @@ from tools.airflow_stack import AirflowStack
 pytestmark = pytest.mark.usefixtures("cdn_connection")
 
 
-def test_a_run_whose_pool_is_missing_fails_naming_the_pool(sim, bq, tmp_path) -> None:
+def test_a_run_whose_pool_is_missing_fails_naming_the_pool(sim, bq, tmp_path, metadata_db) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=now.minute % 5) - timedelta(minutes=5)
     settings = {
@@ -22,7 +22,9 @@ def test_a_run_whose_pool_is_missing_fails_naming_the_pool(sim, bq, tmp_path) ->
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",  # a task's parse on a loaded machine
     }
-    with AirflowStack(tmp_path / "airflow", settings) as airflow:  # no pool but default_pool
+    with AirflowStack(
+        tmp_path / "airflow", settings, database=metadata_db
+    ) as airflow:  # no pool but default_pool
         airflow.wait_for_dag(env.INGEST_DAG_ID)
         airflow.set_paused(env.INGEST_DAG_ID, False)
         runs = airflow.wait_for_runs(env.INGEST_DAG_ID, 1, timeout=300)

@@ -70,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if postgres := config.stash.get(POSTGRES, None):
+        if settings := sys.modules.get("airflow.settings"):
+            settings.dispose_orm()  # close the pool first: no "terminating connection" noise
         postgres.stop()
         shutil.rmtree(postgres.root, ignore_errors=True)
 

@@ -102,6 +102,9 @@ def run(
             "CDN_API_MAX_IN_FLIGHT": "16",
             "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),
             "CDN_RETRY_DELAY_S": "5",
+            # A publish may take the injected job failure and two kills: three retries, as
+            # in production (pytest's own default of one would make the third fault fatal).
+            "CDN_TASK_RETRIES": "3",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         }
         try:

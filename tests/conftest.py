@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="True",
+        # dag.test's in-process Execution API signs task tokens with it; Airflow 3.2.2
+        # refuses to start it without one (3.3 makes one up).
+        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
         CDN_BQ_DATASET=TEST_DATASET,
         CDN_START_DATE="2026-11-01T00:00:00Z",
         CDN_API_MAX_IN_FLIGHT=str(API_MAX_IN_FLIGHT),

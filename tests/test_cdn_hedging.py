@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from dag_utils.cdn_api import ENDPOINTS, CdnApiClient, DomainMinute
+from dag_utils.cdn_api.hedging import HedgePolicy
 from tests.conftest import MINUTE, TEST_SIM
 from tests.test_cdn_client import assert_true_values
 from tools.cdn_api_simulator import SimConfig
@@ -86,3 +87,17 @@ def test_the_ceiling_holds_with_hedges_and_abandoned_calls_in_flight(
     assert summary["hedges"] >= 1 and summary["abandoned"] >= 1
     assert sim.stats()["max_in_flight"] <= 4
     assert summary["max_in_flight"] <= 4
+
+
+def test_no_hedges_when_a_gateway_would_cut_the_copy_before_it_could_answer() -> None:
+    policy = HedgePolicy(budget=0.02)
+    for latency in [0.06] * 150 + [0.14] * 50:  # p99 140 ms, median 60 ms
+        policy.started()
+        policy.answered(latency)
+    assert policy.can_win  # no gateway seen yet
+    policy.gateway_timeout(1.0)  # a copy at 140 ms answers by about 200 ms: it can win
+    assert policy.can_win
+    policy.gateway_timeout(0.15)  # 140 + 60 ms: the first call's 504 comes first
+    assert not policy.can_win
+    policy.gateway_timeout(0.5)  # a slower 504 does not move the quickest one
+    assert not policy.can_win

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from dag_utils.cdn_api.limiter import MIN_EPOCH, AdaptiveLimit
+from dag_utils.cdn_api.limiter import CALM_WINDOW, MIN_EPOCH, AdaptiveLimit
 
 
 def run_epochs(limit: AdaptiveLimit, epochs: int, latency: float, overloads: int = 0) -> None:
@@ -92,3 +92,18 @@ def test_a_spare_slot_may_pass_the_adaptive_limit_but_never_the_ceiling() -> Non
     assert limit.acquire_spare() is not None
     assert limit.acquire_spare() is None
     assert limit.in_flight == limit.max_in_flight == 3
+
+
+def test_an_api_that_keeps_signalling_overload_is_never_calm_between_its_errors() -> None:
+    limit = AdaptiveLimit(ceiling=64, initial=64)
+    run_epochs(limit, 3, latency=0.001)
+    for _ in range(4):  # one 504 in every 40 calls: 2.5%, above CALM_OVERLOAD_RATE
+        limit.release(limit.acquire(), overload=True)
+        for _ in range(39):
+            limit.release(limit.acquire(), latency=0.001)
+    time.sleep(0.01)
+    assert not limit.calm
+    for _ in range(CALM_WINDOW):  # the errors leave the window
+        limit.release(limit.acquire(), latency=0.001)
+    time.sleep(0.01)
+    assert limit.calm

@@ -330,6 +330,8 @@ class CdnApiClient:
                 body = _check(response)
             except RetryableError as exc:
                 winner.overload = exc.overload
+                if exc.cause == "http_504" and winner.answered_in is not None:
+                    self._hedging.gateway_timeout(winner.answered_in)
                 raise
             winner.latency = winner.answered_in
             self._hedging.answered(winner.answered_in)
@@ -354,11 +356,11 @@ class CdnApiClient:
                 attempts[0].overload = True
                 raise RetryableError("timeout", f"no answer in {read_timeout:g} s", overload=True)
             if hedge_at is not None and now >= hedge_at:
-                calm = self.limit.calm
-                if not calm and not held:
+                may_hedge = self.limit.calm and self._hedging.can_win
+                if not may_hedge and not held:
                     self.stats.count("hedges_held")  # once per call
-                held = held or not calm
-                hedge = self._hedge(url, attempts[0]) if calm else None
+                held = held or not may_hedge
+                hedge = self._hedge(url, attempts[0]) if may_hedge else None
                 if hedge is not None:
                     attempts.append(hedge)
                 hedge_at = None if hedge else min(now + MIN_HEDGE_DELAY_S, give_up)

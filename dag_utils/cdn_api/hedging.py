@@ -7,6 +7,12 @@ the budget: with a budget of 2% of the calls, calls are hedged past the 99th per
 of recent answers, so ordinary latency spends about half of the budget and the rest is
 left for calls that hang. A hedge is sent only when the budget has room: the extra calls
 of a window never exceed `budget` times its calls.
+
+A hedge is also pointless when a gateway in front of the API cuts calls (504) before a
+copy sent at the hedge delay could answer: the first call's 504 comes back first, and the
+copy only adds work to a database that is already slow. So once a 504 has been seen, a
+call is hedged only if the hedge delay plus the median answer time is shorter than the
+quickest 504 seen.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ class HedgePolicy:
         self.calls = 0
         self.hedges = 0
         self.delay: float | None = None  # seconds; None until enough answers are known
+        self.median: float | None = None  # seconds, of the same recent answers
+        self.gateway_cut: float | None = None  # seconds to the quickest 504 seen
         self._recent: deque[float] = deque(maxlen=RECENT)
         self._since_refresh = 0
         self._lock = threading.Lock()
@@ -49,6 +57,20 @@ class HedgePolicy:
                 self._since_refresh = 0
                 ordered = sorted(self._recent)
                 self.delay = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
+                self.median = ordered[len(ordered) // 2]
+
+    def gateway_timeout(self, latency: float) -> None:
+        """Learn that a gateway answered 504 after `latency` seconds."""
+        with self._lock:
+            if self.gateway_cut is None or latency < self.gateway_cut:
+                self.gateway_cut = latency
+
+    @property
+    def can_win(self) -> bool:
+        """Whether a copy sent now could answer before a gateway cuts the first call."""
+        if self.gateway_cut is None or self.delay is None or self.median is None:
+            return True
+        return self.delay + self.median < self.gateway_cut
 
     def spend(self) -> bool:
         """Take one hedge out of the budget; False when it has no room."""

@@ -10,7 +10,9 @@ they are left out of the epoch.
 
 `calm` says whether extra calls (hedges) may be sent: only once, since the last
 overload signal or cut of the limit, the API has answered normally MIN_EPOCH times and
-a few round trips have passed.
+a few round trips have passed, and only while at most 1 in 100 of the last calls
+signalled overload. An API that answers 504 every few dozen calls is struggling even
+between two of its errors: hedges would be extra load on it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 MIN_EPOCH = 8
 SLOW_START_QUEUEING = 1.2  # slow start ends once latency rises this far
 CALM_ROUND_TRIPS = 3  # quiet time, in baseline latencies, before the API counts as calm
+CALM_WINDOW = 200  # the last calls whose overload signals `calm` counts
+CALM_OVERLOAD_RATE = 0.01  # at most this fraction of them, for the API to count as calm
 
 
 @dataclass
@@ -56,6 +60,8 @@ class AdaptiveLimit:
         self._slow_start = True
         self._unrest_at = -math.inf  # when an overload signal or a cut was last seen
         self._answers_since_unrest = 0
+        self._recent_overloads: deque[bool] = deque(maxlen=CALM_WINDOW)
+        self._recent_overload_count = 0  # of True in _recent_overloads
         self._epoch = _Epoch()
         self._generation = 0
         self._lock = threading.Lock()
@@ -66,8 +72,10 @@ class AdaptiveLimit:
     @property
     def calm(self) -> bool:
         """MIN_EPOCH normal answers and CALM_ROUND_TRIPS baseline latencies since the last
-        overload signal or cut."""
+        overload signal or cut, and few overload signals among the last calls."""
         if self.baseline is None or self._answers_since_unrest < MIN_EPOCH:
+            return False
+        if self._recent_overload_count > CALM_OVERLOAD_RATE * CALM_WINDOW:
             return False
         return time.monotonic() - self._unrest_at >= CALM_ROUND_TRIPS * self.baseline
 
@@ -97,6 +105,12 @@ class AdaptiveLimit:
         with self._lock:
             self.in_flight -= 1
             epoch = self._epoch
+            if overload or latency is not None:  # abandoned calls say nothing either way
+                recent = self._recent_overloads
+                self._recent_overload_count += overload - (
+                    len(recent) == recent.maxlen and recent[0]
+                )
+                recent.append(overload)
             if overload:
                 self._unrest()
             elif latency is not None:

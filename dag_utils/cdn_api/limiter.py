@@ -61,7 +61,6 @@ class AdaptiveLimit:
         self._unrest_at = -math.inf  # when an overload signal or a cut was last seen
         self._answers_since_unrest = 0
         self._recent_overloads: deque[bool] = deque(maxlen=CALM_WINDOW)
-        self._recent_overload_count = 0  # of True in _recent_overloads
         self._epoch = _Epoch()
         self._generation = 0
         self._lock = threading.Lock()
@@ -75,7 +74,9 @@ class AdaptiveLimit:
         overload signal or cut, and few overload signals among the last calls."""
         if self.baseline is None or self._answers_since_unrest < MIN_EPOCH:
             return False
-        if self._recent_overload_count > CALM_OVERLOAD_RATE * CALM_WINDOW:
+        with self._lock:  # a few hundred bools, read only by calls past their hedge delay
+            overloads = sum(self._recent_overloads)
+        if overloads > CALM_OVERLOAD_RATE * CALM_WINDOW:
             return False
         return time.monotonic() - self._unrest_at >= CALM_ROUND_TRIPS * self.baseline
 
@@ -106,11 +107,7 @@ class AdaptiveLimit:
             self.in_flight -= 1
             epoch = self._epoch
             if overload or latency is not None:  # abandoned calls say nothing either way
-                recent = self._recent_overloads
-                self._recent_overload_count += overload - (
-                    len(recent) == recent.maxlen and recent[0]
-                )
-                recent.append(overload)
+                self._recent_overloads.append(overload)
             if overload:
                 self._unrest()
             elif latency is not None:

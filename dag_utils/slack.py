@@ -1,7 +1,7 @@
 """The one Slack client factory, and posting a message.
 
 slack_sdk is imported when a client is built, in the task that posts: DAG files import
-this module (through `operators`) for `TokenRejected` alone, at every parse.
+this module (through `tokens`) for `TokenRejected` alone, at every parse.
 """
 
 from __future__ import annotations

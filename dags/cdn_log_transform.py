@@ -9,12 +9,10 @@ table asset and updates the dashboard table asset (`dag_utils/assets.py`), for l
 
 from __future__ import annotations
 
-from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import dag, task
 
 import env
-from dag_utils import assets
-from dag_utils.operators import TriggerAlertForWindow
+from dag_utils import assets, handoff, tables
 from dag_utils.schedule import windowed_dag_args, windows
 from dag_utils.windows import window_for
 
@@ -27,16 +25,15 @@ from dag_utils.windows import window_for
     doc_md=__doc__,
 )
 def cdn_log_transform() -> None:
-    wait_for_ingest = ExternalTaskSensor(
-        task_id="wait_for_ingest",
-        external_dag_id=env.INGEST_DAG_ID,
-        external_task_id=None,  # the whole run
-        allowed_states=["success", "failed"],
-        mode="reschedule",
+    @task.sensor(
         poke_interval=env.INGEST_POKE.total_seconds(),
         timeout=env.INGEST_WAIT.total_seconds(),
+        mode="reschedule",
         soft_fail=True,  # past the wait, transform anyway
     )
+    def wait_for_ingest(ti=None, logical_date=None) -> bool:
+        """The ingest run of the same window has ended, successfully or not."""
+        return handoff.ingest_ended(ti, logical_date)
 
     @task(
         pool=env.BQ_WRITE_POOL,
@@ -51,12 +48,14 @@ def cdn_log_transform() -> None:
 
         window = window_for(data_interval_start, data_interval_end)
         summary = transform.transform_window(window)
-        outlet_events[assets.DASHBOARD].extra = assets.window_extra(window)
+        assets.record_writes(outlet_events, (tables.DASHBOARD,), window)
         return summary
 
-    trigger_alert = TriggerAlertForWindow(task_id="trigger_alert", trigger_rule="all_done")
+    @task(trigger_rule="all_done")
+    def trigger_alert(ti=None, dag_run=None) -> None:
+        handoff.trigger_alert(ti, dag_run)
 
-    wait_for_ingest >> transform_window() >> trigger_alert
+    wait_for_ingest() >> transform_window() >> trigger_alert()
 
 
 cdn_log_transform()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from airflow.sdk import BaseHook, dag, get_current_context, task
 
 import env
-from dag_utils import assets, pools
+from dag_utils import assets, pools, tables
 from dag_utils.schedule import windowed_dag_args, windows
 from dag_utils.tokens import rejected_token_fails_now
 from dag_utils.windows import window_for
@@ -71,8 +71,7 @@ def cdn_raw_ingest() -> None:
 
         window = window_for(data_interval_start, data_interval_end)
         summary = raw_ingest.publish(window, run_id, list(shards))
-        for table in (assets.RAW, assets.AUDIT):
-            outlet_events[table].extra = assets.window_extra(window)
+        assets.record_writes(outlet_events, (tables.RAW, tables.AUDIT), window)
         return summary
 
     @task.sensor(poke_interval=env.POOL_POKE.total_seconds(), mode="reschedule", timeout=24 * 3600)

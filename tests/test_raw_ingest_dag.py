@@ -76,6 +76,7 @@ def assert_true(row: dict, domain: str, minute: int) -> None:
         assert row["metrics"][endpoint] == true_metrics(domain, minute, endpoint, TEST_SIM)
 
 
+@pytest.mark.matrix  # the ingest window under each Airflow of the support matrix
 def test_a_window_run_lands_every_domain_minute_once_with_the_apis_values(sim, bq) -> None:
     (run,) = run_windows(W0, 1)
     rows = raw_rows(bq)

@@ -2,7 +2,8 @@
 
 `airflow dags test` runs tasks in-process and behaves differently from a real run in
 exactly this respect (the Airflow 2 ORM check passes there and fails here), so this goes
-through api-server, scheduler and dag-processor.
+through api-server, scheduler and dag-processor. It is also each Airflow of the support
+matrix's end-to-end window under a real scheduler: ingest, transform, and a triggered check.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import pytest
 
 import env
 from tests.airflow_runs import alert_run_of, off_schedule
+from tests.conftest import TEST_DATASET, TEST_SIM
 from tools.airflow_stack import AirflowStack
 
-pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
+pytestmark = [pytest.mark.matrix, pytest.mark.usefixtures("cdn_connection", "slack")]
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 
 
@@ -26,6 +28,17 @@ def trigger_states(airflow: AirflowStack, runs: list[dict]) -> list[str]:
         for ti in airflow.task_instances(env.TRANSFORM_DAG_ID, run["dag_run_id"])
         if ti["task_id"] == "trigger_alert"
     ]
+
+
+def raw_minutes(bq, run: dict) -> list[tuple[str, int]]:
+    """The complete raw (domain, minute) rows of a transform run's window."""
+    start = datetime.fromisoformat(run["data_interval_start"]) - env.AVAILABILITY_LAG
+    first = int(start.timestamp())
+    rows = bq.query_and_wait(
+        "SELECT domain, UNIX_SECONDS(minute) AS minute "
+        f"FROM `local.{TEST_DATASET}.{env.RAW_TABLE}` WHERE complete"
+    )
+    return [(r["domain"], r["minute"]) for r in rows if first <= r["minute"] < first + 300]
 
 
 def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
@@ -50,6 +63,11 @@ def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
         assert {r["state"] for r in runs} == {"success"}
         assert trigger_states(airflow, runs) == ["skipped"] * len(runs)
         assert airflow.runs(env.ALERT_DAG_ID) == []  # none created, none queued
+        ingests = {r["dag_run_id"]: r["state"] for r in airflow.runs(env.INGEST_DAG_ID)}
+        for run in runs:  # the ingest window of each: every domain-minute once, complete
+            assert ingests[run["dag_run_id"]] == "success"
+            minutes = raw_minutes(bq, run)
+            assert len(minutes) == len(set(minutes)) == 5 * len(TEST_SIM.domain_list())
 
         airflow.set_paused(env.ALERT_DAG_ID, False)  # the UI toggle: alerting on
         manual = airflow.api(

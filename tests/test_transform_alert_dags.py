@@ -54,6 +54,7 @@ def test_the_dashboard_has_the_apis_numbers_typed_with_utc_and_seoul_minutes(sim
             assert row[column] == truth[endpoint][metric], (column, row["domain"])
 
 
+@pytest.mark.matrix
 def test_a_window_leaves_asset_events_for_the_tables_it_wrote(sim, bq) -> None:
     ingest, transform = ingest_and_transform(1)
     window = {
@@ -221,6 +222,7 @@ def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking
     assert wrong not in task_log
 
 
+@pytest.mark.matrix  # Airflow 3.2 only logs a rejected Variable write
 def test_an_alert_state_write_that_does_not_stick_fails_notify(
     sim, bq, slack, monkeypatch, capfd
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -49,10 +49,11 @@ def asset_events(run: DagRun) -> dict[str, dict]:
         return {event.asset.uri: event.extra for event in events}
 
 
-def off_schedule(now: datetime) -> str:
-    """A manual run's logical date that no scheduled run can have (they fall on whole
+def off_schedule() -> str:
+    """A manual run's logical date now that no scheduled run can have (they fall on whole
     minutes), so a slow test that outlives a window boundary gets no 409 Conflict."""
-    return (now.replace(second=0, microsecond=0) + timedelta(seconds=30)).isoformat()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return (now + timedelta(seconds=30)).isoformat()
 
 
 def alert_run_of(airflow: AirflowStack, transform_run: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 import env
-from tools.airflow_stack import PASSWORD, USER, AirflowStack
+from tools.airflow_stack import PASSWORD, USER, AirflowStack, catchup_start
 from tools.provision import AirflowApi, local_token, provision
 
 pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
@@ -17,13 +15,9 @@ pytestmark = pytest.mark.usefixtures("cdn_connection", "slack")
 def test_provision_brings_a_bare_airflow_to_a_working_window_and_is_idempotent(
     sim, bq, tmp_path, monkeypatch, metadata_db
 ) -> None:
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=now.minute % 5) - timedelta(minutes=5)
     settings = {
-        "CDN_START_DATE": start.isoformat(),
+        "CDN_START_DATE": catchup_start(5).isoformat(),
         "CDN_API_POOL_SLOTS": "2",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",  # a task's parse on a loaded machine
     }
     with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
         plan = airflow.provision(dry_run=True)
@@ -44,6 +38,7 @@ def test_provision_brings_a_bare_airflow_to_a_working_window_and_is_idempotent(
         airflow.set_paused(env.INGEST_DAG_ID, False)
         runs = airflow.wait_for_runs(env.INGEST_DAG_ID, 1, timeout=600)
         assert {r["state"] for r in runs} == {"success"}
+        assert airflow.tasks_ended_unreported() == []
 
         api = AirflowApi(airflow.url, local_token(airflow.url, USER, PASSWORD))
         resized = provision(api, pools={env.CDN_API_POOL: 3, env.BQ_WRITE_POOL: 1})

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import env
-from tools.airflow_stack import AirflowStack
+from tools.airflow_stack import AirflowStack, catchup_start
 from tools.local_servers import LOCAL, BigQueryEmulator, CdnApiSimulator
 from tools.postgres import own_database
 
@@ -27,8 +27,7 @@ TOKEN = "dev-token"  # noqa: S105 - the simulator's development token
 
 def main() -> None:
     shutil.rmtree(HOME, ignore_errors=True)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=now.minute % 5 + 5)  # catchup: the last complete window
+    start = catchup_start(5)  # catchup: the last complete window
     sim_args = {"domains": DOMAINS, "capacity": CAPACITY, "latency_ms": LATENCY_MS,
                 "available_after_s": 0, "token": TOKEN}  # fmt: skip
     with (

@@ -20,13 +20,13 @@ import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import requests
 
 import env
 from dag_utils.tables import DASHBOARD_METRICS
-from tools.airflow_stack import AirflowStack
+from tools.airflow_stack import AirflowStack, catchup_start
 from tools.cdn_api_simulator import ENDPOINT_COLUMNS, EXTRA_COLUMN, SimConfig, true_metrics
 from tools.chaos_crashes import HEARTBEAT_TIMEOUT_S, Crashes
 from tools.local_servers import (
@@ -75,8 +75,7 @@ def run(
     """
     shutil.rmtree(home, ignore_errors=True)
     sim_config = simulator(domains)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=now.minute % 5 + 5 * windows)
+    start = catchup_start(5 * windows)
     sim_config = with_spike(sim_config, start, windows)
     started = time.monotonic()
     sim_args = {k: v for k, v in sim_config.__dict__.items() if k != "failing"}
@@ -97,7 +96,6 @@ def run(
                 {"conn_type": "http", "host": sim.url, "password": API_TOKEN}
             ),
             "AIRFLOW_CONN_SLACK_API_DEFAULT": json.dumps(slack_conn),
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "CDN_START_DATE": start.isoformat(),
             "CDN_API_MAX_IN_FLIGHT": "16",
             "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),

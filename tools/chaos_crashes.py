@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import env
 from tools.airflow_stack import AirflowStack
@@ -158,9 +158,14 @@ class Crashes(threading.Thread):
             time.sleep(0.2)
 
     def all_recovered(self) -> bool:
-        """Every killed task instance ended in success, and the scheduler came back."""
+        """Every killed task instance ended in success, each the expected way (a heartbeat
+        timeout exactly where nobody was left to report the death), and the scheduler came
+        back."""
         return bool(self.restart) and all(
-            c.task and self._tries(c)[-1]["state"] == "success" for c in self.crashes
+            c.task
+            and self._tries(c)[-1]["state"] == "success"
+            and self._timed_out(c) == c.with_supervisor
+            for c in self.crashes
         )
 
     def recoveries(self) -> dict[str, str]:
@@ -178,17 +183,29 @@ class Crashes(threading.Thread):
             )
         return lines
 
+    def _timed_out(self, crash: TaskCrash) -> bool:
+        """Whether the scheduler failed the killed try for a heartbeat timeout (event log)."""
+        ti = crash.task
+        # Encoded: a run id's "+00:00" would read as a space in a query string.
+        query = urlencode(
+            {
+                "dag_id": ti["dag_id"],
+                "run_id": ti["dag_run_id"],
+                "task_id": ti["task_id"],
+                "map_index": ti["map_index"],
+                "try_number": ti["try_number"],
+                "event": "heartbeat timeout",
+            }
+        )
+        return self.airflow.api("GET", f"eventLogs?{query}")["total_entries"] > 0
+
     def _recovery(self, crash: TaskCrash) -> str:
         ti = crash.task
         if not ti:
             return "not carried out"
         tries = self._tries(crash)
         killed = self._killed_try(crash)
-        timeouts = self.airflow.api(
-            "GET", f"eventLogs?dag_id={ti['dag_id']}&run_id={ti['dag_run_id']}"
-            f"&task_id={ti['task_id']}&event=heartbeat timeout",
-        )["total_entries"]  # fmt: skip
-        how = "heartbeat timeout, then task retry" if timeouts else "task retry"
+        how = "heartbeat timeout, then task retry" if self._timed_out(crash) else "task retry"
         retried = [t for t in tries if t["try_number"] > killed["try_number"]]
         after = ""
         if retried and retried[0]["start_date"] and crash.killed_at:

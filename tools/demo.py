@@ -17,12 +17,11 @@ import os
 import shutil
 import signal
 import time
-from datetime import UTC, datetime, timedelta
 
 import requests
 
 import env
-from tools.airflow_stack import PASSWORD, USER, AirflowStack
+from tools.airflow_stack import PASSWORD, USER, AirflowStack, catchup_start
 from tools.local_servers import LOCAL, REPO, BigQueryEmulator, CdnApiSimulator, SlackStandIn
 from tools.postgres import PostgresServer
 from tools.progress import CatchupProgress
@@ -52,8 +51,7 @@ def up() -> None:
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir(parents=True)
     provisioning = json.loads(PROVISIONING.read_text())
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=now.minute % 5) - timedelta(hours=1)
+    start = catchup_start(60)
     try:
         sim = _started(
             CdnApiSimulator(token=provisioning["connections"]["cdn_api"]["password"], **SIMULATOR)
@@ -101,13 +99,9 @@ def provision(airflow: AirflowStack, provisioning: dict, addresses: dict[str, st
         body = {
             "connection_id": conn_id,
             "conn_type": conn["conn_type"],
-            "host": conn.get("host", "").format(**addresses) or None,
+            "host": _filled(conn.get("host", ""), addresses) or None,
             "password": conn.get("password"),
-            "extra": json.dumps(conn["extra"]).replace(
-                "{slack_api_url}", addresses["slack_api_url"]
-            )
-            if "extra" in conn
-            else None,
+            "extra": json.dumps(_filled(conn["extra"], addresses)) if "extra" in conn else None,
         }
         _upsert(airflow, "connections", conn_id, body)
     for key, value in provisioning["variables"].items():

@@ -180,6 +180,14 @@ ALERT_RULES = _rules(_setting("ALERT_RULES", json.dumps(DEFAULT_ALERT_RULES)))
 ALERT_STATE_VARIABLE = "cdn_alert_state"
 
 # Shared by every DAG: owner, retries with backoff, a timeout per task.
+# The two reschedule-mode sensors (the missing-pool watch, the wait for the ingest) get more
+# tries than other tasks. Airflow now and then fails a sensor's try by mistake: when one
+# poke's executor event reaches the scheduler after the next poke was queued (apache/airflow
+# #71172). Their own verdicts never retry (the watch raises AirflowFailException, the wait
+# skips), so these tries only absorb that race; a try it takes would otherwise count
+# towards failing the run (the ingest DAG's fail_fast).
+SENSOR_RETRIES = int(_setting("SENSOR_RETRIES", "10"))
+
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": int(_setting("TASK_RETRIES", "3")),

@@ -30,6 +30,7 @@ def cdn_log_transform() -> None:
         timeout=env.INGEST_WAIT.total_seconds(),
         mode="reschedule",
         soft_fail=True,  # past the wait, transform anyway
+        retries=env.SENSOR_RETRIES,
     )
     def wait_for_ingest(ti=None, logical_date=None) -> bool:
         """The ingest run of the same window has ended, successfully or not."""

@@ -74,7 +74,12 @@ def cdn_raw_ingest() -> None:
         assets.record_writes(outlet_events, (tables.RAW, tables.AUDIT), window)
         return summary
 
-    @task.sensor(poke_interval=env.POOL_POKE.total_seconds(), mode="reschedule", timeout=24 * 3600)
+    @task.sensor(
+        poke_interval=env.POOL_POKE.total_seconds(),
+        mode="reschedule",
+        timeout=24 * 3600,
+        retries=env.SENSOR_RETRIES,
+    )
     def watch_pools(ti=None, dag=None, dag_run=None) -> bool:
         since = ti.get_first_reschedule_date(get_current_context()) or ti.start_date
         return pools.watch(ti, dag, dag_run, since, env.POOL_WAIT, env.SHARED_POOLS)

@@ -74,6 +74,7 @@ def test_api_calls_and_table_writes_are_bounded_by_pools() -> None:
     assert transform.get_task("transform_window").pool == env.BQ_WRITE_POOL
     # A missing pool fails the run: the watch itself needs none, and fails it fast.
     assert ingest.get_task("watch_pools").pool == "default_pool" and ingest.fail_fast
+    assert ingest.get_task("watch_pools").retries == env.SENSOR_RETRIES  # absorb #71172
     assert env.POOLS == {env.CDN_API_POOL: env.CDN_API_POOL_SLOTS, env.BQ_WRITE_POOL: 1}
 
 
@@ -82,6 +83,7 @@ def test_the_transform_runs_after_its_ingest_whatever_became_of_it() -> None:
     sensor = transform.get_task("wait_for_ingest")
     assert sensor.mode == "reschedule" and sensor.soft_fail
     assert sensor.timeout == env.INGEST_WAIT.total_seconds()
+    assert sensor.retries == env.SENSOR_RETRIES
     assert set(INGEST_ENDED) == {"success", "failed"}
     assert transform.get_task("transform_window").trigger_rule == "all_done"
     assert transform.get_task("trigger_alert").trigger_rule == "all_done"

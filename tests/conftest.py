@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # tools/airflow_stack.py).
     os.environ.setdefault("CDN_POOL_POKE_S", "1")
     config.stash[AIRFLOW_HOME] = home
+    # A CI runner stops a run that overstays with SIGTERM: end the session as Ctrl-C does,
+    # so fixtures and pytest_unconfigure stop the servers it started (each runs in a
+    # session of its own and would outlive it).
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

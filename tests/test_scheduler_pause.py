@@ -47,6 +47,8 @@ def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
     settings = {
         "CDN_START_DATE": catchup_start(10).isoformat(),
         "CDN_INGEST_POKE_S": str(MIN_POKE_S),
+        # The manual run has no ingest run of its own logical date: it waits this long.
+        "CDN_INGEST_WAIT_S": "30",
     }
     with AirflowStack(tmp_path / "airflow", settings, database=metadata_db) as airflow:
         airflow.provision()

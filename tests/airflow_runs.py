@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -49,11 +49,20 @@ def asset_events(run: DagRun) -> dict[str, dict]:
         return {event.asset.uri: event.extra for event in events}
 
 
-def off_schedule() -> str:
-    """A manual run's logical date now that no scheduled run can have (they fall on whole
-    minutes), so a slow test that outlives a window boundary gets no 409 Conflict."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    return (now + timedelta(seconds=30)).isoformat()
+def rerun_of(run: dict[str, Any]) -> str:
+    """The logical date of a manual run for the same window as the scheduled `run`.
+
+    Airflow gives a manual run the last complete interval before its logical date, so
+    30 s past the window's interval end gives that window, on no whole minute (scheduled
+    runs fall on whole minutes: no 409 Conflict). A fresh window would not do: the
+    scheduled run of the same window, due at the next 5-minute boundary, may trigger its
+    alert run first, and the manual run's trigger then skips (one check per window).
+    """
+    return (datetime.fromisoformat(run["data_interval_end"]) + timedelta(seconds=30)).isoformat()
+
+
+def latest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(runs, key=lambda run: run["data_interval_end"])
 
 
 def alert_run_of(airflow: AirflowStack, transform_run: dict[str, Any]) -> dict[str, Any]:

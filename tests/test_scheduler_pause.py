@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 
 import env
-from tests.airflow_runs import alert_run_of, off_schedule
+from tests.airflow_runs import alert_run_of, latest, rerun_of
 from tests.conftest import TEST_DATASET, TEST_SIM
 from tools.airflow_stack import MIN_POKE_S, AirflowStack, catchup_start
 
@@ -69,7 +69,7 @@ def test_a_paused_alert_dag_gets_no_run_and_unpausing_turns_alerting_back_on(
 
         airflow.set_paused(env.ALERT_DAG_ID, False)  # the UI toggle: alerting on
         manual = airflow.api(
-            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=off_schedule()
+            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=rerun_of(latest(runs))
         )
         runs = airflow.wait_for_runs(env.TRANSFORM_DAG_ID, len(runs) + 1)
         # A slow run may see the next window's scheduled run too: pick ours by id.

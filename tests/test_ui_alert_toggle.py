@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import env
-from tests.airflow_runs import alert_run_of, off_schedule
+from tests.airflow_runs import alert_run_of, latest, rerun_of
 from tools.airflow_stack import MIN_POKE_S, PASSWORD, USER, AirflowStack, catchup_start
 from tools.airflow_ui import logged_in, toggle_pause
 
@@ -48,10 +48,10 @@ def test_the_ui_toggle_switches_alerting_off_and_on(sim, bq, tmp_path, metadata_
             assert not is_paused(airflow, env.ALERT_DAG_ID), tmp_path / "unpaused.png"
 
         manual = airflow.api(
-            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=off_schedule()
+            "POST", f"dags/{env.TRANSFORM_DAG_ID}/dagRuns", logical_date=rerun_of(latest(runs))
         )
         runs = airflow.wait_for_runs(env.TRANSFORM_DAG_ID, len(runs) + 1)
-        (next_window,) = [r for r in runs if r["dag_run_id"] == manual["dag_run_id"]]
-        assert trigger_alert_state(airflow, next_window) == "success"
-        assert alert_run_of(airflow, next_window)["state"] == "success"
+        (rerun,) = [r for r in runs if r["dag_run_id"] == manual["dag_run_id"]]
+        assert trigger_alert_state(airflow, rerun) == "success"
+        assert alert_run_of(airflow, rerun)["state"] == "success"
         assert airflow.tasks_ended_unreported() == []  # no sensor poke lost to the race

@@ -108,6 +108,8 @@ CDN_API_MAX_IN_FLIGHT = int(_setting("API_MAX_IN_FLIGHT", "64"))
 CDN_CLIENT = ClientSettings(
     max_concurrency=max(1, CDN_API_MAX_IN_FLIGHT // CDN_API_POOL_SLOTS),
     window_deadline_s=float(_setting("WINDOW_DEADLINE_S", "240")),
+    # A failed call's first retry waits this long, doubling (with jitter) up to 10 s.
+    backoff_initial_s=float(_setting("API_BACKOFF_S", "0.25")),
 )
 
 # Every task that replaces a window of a table takes the one slot of this pool: two

@@ -66,6 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
         CDN_RETRY_DELAY_S="0",
         CDN_TASK_RETRIES="1",
         CDN_WINDOW_DEADLINE_S="60",
+        # A call the simulator fails for good costs 5 backoffs: ~1.5 s here, not ~8 s.
+        # The client's own backoff is tested in test_cdn_client.py; chaos keeps the default.
+        CDN_API_BACKOFF_S="0.05",
     )
     # dag.test waits out a reschedule sensor's poke interval (a real stack pokes every 10 s:
     # tools/airflow_stack.py).

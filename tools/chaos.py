@@ -100,6 +100,7 @@ def run(
             "CDN_API_MAX_IN_FLIGHT": "16",
             "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),
             "CDN_RETRY_DELAY_S": "5",
+            "CDN_API_BACKOFF_S": "0.25",  # production's, whatever the caller's environment
             # A publish may take the injected job failure and two kills: three retries, as
             # in production (pytest's own default of one would make the third fault fatal).
             "CDN_TASK_RETRIES": "3",

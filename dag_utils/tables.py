@@ -30,6 +30,11 @@ class TableSpec:
     require_partition_filter: bool = False  # BigQuery refuses a query that scans every partition
 
 
+# A partition filter that keeps every partition, for reads meant to see every row (tests,
+# the demo's report, chaos checks): BigQuery refuses those tables' reads without one.
+EVERY_PARTITION = "TIMESTAMP '2000-01-01 00:00:00+00'"
+
+
 def _field(name: str, kind: str, description: str, required: bool = False) -> Column:
     return Column(name, kind, "REQUIRED" if required else "NULLABLE", description)
 

@@ -223,6 +223,22 @@ def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking
     assert wrong not in task_log
 
 
+def test_a_channel_the_app_is_not_in_fails_notify_at_once_naming_the_fix(
+    sim, bq, slack, capfd
+) -> None:
+    slack.set_channel(env.ALERT_CHANNEL, is_member=False)  # installed, never invited
+    sim.configure(rate_empty=0.05)
+    for i in range(3):
+        ingest_and_transform(i)
+    run = alert(2)
+    notify = next(ti for ti in run.get_task_instances() if ti.task_id == "notify")
+    assert (notify.state, notify.try_number) == ("failed", 1)  # tests allow one task retry
+    assert slack.messages() == []
+    task_log = "".join(capfd.readouterr())
+    assert f"Slack refuses posts to {env.ALERT_CHANNEL}: not_in_channel" in task_log
+    assert "`/invite @<app>` in the channel" in task_log and "chat:write.public" in task_log
+
+
 @pytest.mark.matrix  # Airflow 3.2 only logs a rejected Variable write
 def test_an_alert_state_write_that_does_not_stick_fails_notify(
     sim, bq, slack, monkeypatch, capfd

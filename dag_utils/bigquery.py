@@ -126,8 +126,10 @@ def reconcile_lifetime(bq: bigquery.Client, table: bigquery.Table, spec: TableSp
     if not spec.partition_field:
         return []
     changed = []
-    if table.time_partitioning is None or table.time_partitioning.expiration_ms != _ms(spec):
-        table.time_partitioning = _partitioning(spec)
+    partitioning = table.time_partitioning or _partitioning(spec)
+    if table.time_partitioning is None or partitioning.expiration_ms != _ms(spec):
+        partitioning.expiration_ms = _ms(spec)  # None is kept, and sent, as null
+        table.time_partitioning = partitioning
         changed.append("time_partitioning")
     if bool(table.require_partition_filter) != spec.require_partition_filter:
         table.require_partition_filter = spec.require_partition_filter

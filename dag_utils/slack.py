@@ -107,7 +107,9 @@ def posting_access(slack: WebClient, channel: str) -> PostingAccess:
     try:
         auth = slack.auth_test()
     except SlackApiError as exc:
-        return PostingAccess(False, f"auth.test refused the token: {_error_of(exc)}")
+        if _error_of(exc) in TOKEN_REFUSALS:
+            return PostingAccess(False, f"auth.test refused the token: {_error_of(exc)}")
+        return PostingAccess(False, f"auth.test failed: {_failure(exc)}")
     scopes = set(_header(auth.headers, "x-oauth-scopes").replace(" ", "").split(","))
     if POST_SCOPE not in scopes:
         return PostingAccess(False, f"the token lacks the {POST_SCOPE} scope: add it, reinstall")
@@ -118,7 +120,7 @@ def posting_access(slack: WebClient, channel: str) -> PostingAccess:
         if error == "missing_scope":
             needed = exc.response.get("needed", "channels:read,groups:read")
             return PostingAccess(False, f"cannot look up {channel}: grant {needed} to the app")
-        return PostingAccess(False, f"conversations.info of {channel}: {error}")
+        return PostingAccess(False, f"looking up {channel} failed: {_failure(exc)}")
     if found is None:
         return PostingAccess(False, channel_refusal(channel, "channel_not_found"))
     if found.get("is_archived"):
@@ -156,3 +158,9 @@ def _header(headers: dict[str, Any], name: str) -> str:
 
 def _error_of(exc: Any) -> str | None:
     return exc.response.get("error") if exc.response is not None else None
+
+
+def _failure(exc: Any) -> str:
+    """Slack's error, or the HTTP status of an answer other than 200 (a 5xx of its edge)."""
+    status = exc.response.status_code
+    return str(_error_of(exc)) if status == 200 else f"HTTP {status}"

@@ -118,3 +118,8 @@ def test_posting_access_names_a_missing_scope_and_a_refused_token(slack) -> None
     assert access(slack).detail == "cannot look up #cdn-alerts: grant channels:read to the app"
     slack.configure(scopes=["channels:read", "groups:read"])
     assert access(slack).detail == "the token lacks the chat:write scope: add it, reinstall"
+
+
+def test_posting_access_says_when_slack_stays_down(slack) -> None:
+    slack.configure(down=True)
+    assert access(slack) == slack_api.PostingAccess(False, "auth.test failed: HTTP 503")

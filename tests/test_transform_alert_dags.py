@@ -205,12 +205,9 @@ def test_slack_down_fails_the_alert_task_and_leaves_the_data_alone(sim, bq, slac
     assert len(slack.messages()) == 1
 
 
-def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking_it(
-    sim, bq, slack, monkeypatch, capfd
-) -> None:
-    wrong = "revoked-slack-token-NEVER-LOG"
-    conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.api_url}}
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
+def notify_fails_at_once(sim, slack, capfd) -> str:
+    """Windows with gaps, then their check: notify fails on its first try and posts
+    nothing. The test's output (the task log)."""
     sim.configure(rate_empty=0.05)
     for i in range(3):
         ingest_and_transform(i)
@@ -218,7 +215,16 @@ def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking
     notify = next(ti for ti in run.get_task_instances() if ti.task_id == "notify")
     assert (notify.state, notify.try_number) == ("failed", 1)  # tests allow one task retry
     assert slack.messages() == []
-    task_log = "".join(capfd.readouterr())
+    return "".join(capfd.readouterr())
+
+
+def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking_it(
+    sim, bq, slack, monkeypatch, capfd
+) -> None:
+    wrong = "revoked-slack-token-NEVER-LOG"
+    conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.api_url}}
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
+    task_log = notify_fails_at_once(sim, slack, capfd)
     assert "Slack rejected the slack_api_default token" in task_log
     assert wrong not in task_log
 
@@ -227,14 +233,7 @@ def test_a_channel_the_app_is_not_in_fails_notify_at_once_naming_the_fix(
     sim, bq, slack, capfd
 ) -> None:
     slack.set_channel(env.ALERT_CHANNEL, is_member=False)  # installed, never invited
-    sim.configure(rate_empty=0.05)
-    for i in range(3):
-        ingest_and_transform(i)
-    run = alert(2)
-    notify = next(ti for ti in run.get_task_instances() if ti.task_id == "notify")
-    assert (notify.state, notify.try_number) == ("failed", 1)  # tests allow one task retry
-    assert slack.messages() == []
-    task_log = "".join(capfd.readouterr())
+    task_log = notify_fails_at_once(sim, slack, capfd)
     assert f"Slack refuses posts to {env.ALERT_CHANNEL}: not_in_channel" in task_log
     assert "`/invite @<app>` in the channel" in task_log and "chat:write.public" in task_log
 

@@ -139,7 +139,13 @@ def provision(
     pool_steps(api, pools if pools is not None else env.POOLS, dry_run, outcome)
     connection_steps(api, secrets_project, outcome)
     provision_checks.slack_check(outcome, secrets_project)
-    provision_checks.dataset_check(bigquery_client(), outcome)
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        provision_checks.dataset_check(bigquery_client(), outcome)
+    except (GoogleAPIError, DefaultCredentialsError) as error:
+        outcome.warnings.append(f"BigQuery dataset not checked: {error}")
     return outcome
 
 

@@ -32,8 +32,14 @@ def slack_check(outcome: Outcome, secrets_project: str | None) -> None:
             "AIRFLOW_CONN_ variable, or its secret with --secrets-project)"
         )
         return
+    from slack_sdk.errors import SlackApiError
+
     client = slack.client(connection.password, connection.extra_dejson.get("base_url"))
-    access = slack.posting_access(client, env.ALERT_CHANNEL)
+    try:
+        access = slack.posting_access(client, env.ALERT_CHANNEL)
+    except (SlackApiError, OSError) as error:  # down, or unreachable, after the retries
+        outcome.problems.append(f"Slack: could not check: {error}")
+        return
     (outcome.unchanged if access.ok else outcome.problems).append(f"Slack: {access.detail}")
 
 

@@ -196,6 +196,10 @@ def test_the_raw_and_dashboard_tables_require_a_partition_filter() -> None:
          "  SELECT 1 FROM `{raw}` AS r WHERE r.minute = window_start)"),
         ("DELETE FROM `{dashboard}` WHERE minute_utc < @at",
          "DELETE FROM `{dashboard}` WHERE domain = 'a'"),
+        ("INSERT INTO `{raw}` (minute, domain, complete, run_id, fetched_at)\n"
+         "SELECT minute, domain, complete, run_id, fetched_at FROM `{raw}` WHERE minute < @at",
+         "INSERT INTO `{raw}` (minute, domain, complete, run_id, fetched_at)\n"
+         "SELECT minute, domain, complete, run_id, fetched_at FROM `{raw}`"),
     ],
 )  # fmt: skip
 def test_a_scan_of_raw_or_dashboard_needs_a_filter_that_can_eliminate_partitions(

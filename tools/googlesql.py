@@ -229,6 +229,13 @@ def scans_without_partition_filter(
     return unfiltered
 
 
+# The table an INSERT or MERGE writes is a table scan in the resolved statement, not a read.
+_WRITTEN_NOT_READ = {
+    ("ResolvedInsertStmtProto", "table_scan"),
+    ("ResolvedMergeStmtProto", "table_scan"),
+}
+
+
 def _table_scans(node: Any, filters: tuple[Any, ...]) -> Iterator[tuple[Any, tuple[Any, ...]]]:
     """Each table scan under a resolved node, with the WHERE expressions above it."""
     kind = node.DESCRIPTOR.name
@@ -239,7 +246,7 @@ def _table_scans(node: Any, filters: tuple[Any, ...]) -> Iterator[tuple[Any, tup
     elif kind in ("ResolvedDeleteStmtProto", "ResolvedUpdateStmtProto"):
         filters = (*filters, node.where_expr)
     for field, value in node.ListFields():
-        if field.message_type is None:
+        if field.message_type is None or (kind, field.name) in _WRITTEN_NOT_READ:
             continue
         for child in value if field.is_repeated else (value,):
             yield from _table_scans(child, filters)

@@ -71,6 +71,24 @@ DASHBOARD_TIMEZONE = "Asia/Seoul"  # the dashboard's local-time column
 # Each transform also rewrites the rows of ingest runs published since the dashboard last
 # took them, for runs of windows at most this old (the audit table's partition filter).
 DASHBOARD_FOLLOW = timedelta(hours=int(_setting("DASHBOARD_FOLLOW_H", "24")))
+
+
+def _retention_days(name: str) -> int | None:
+    """How many days a table's partitions live (BigQuery's partition expiration), or None
+    for `never`. At least 2: the alert rules compare a minute with the day before it."""
+    text = _setting(name, "400").strip().lower()
+    if text == "never":
+        return None
+    if not text.isdigit() or int(text) < 2:
+        raise ValueError(f"CDN_{name}={text!r}: a whole number of days (2 or more), or never")
+    return int(text)
+
+
+# Retention: each table's partitions are deleted by BigQuery this many days after their
+# day ends; `ensure_table` sets it on creation and puts it back on an existing table.
+RAW_RETENTION_DAYS = _retention_days("RAW_RETENTION_DAYS")
+DASHBOARD_RETENTION_DAYS = _retention_days("DASHBOARD_RETENTION_DAYS")
+AUDIT_RETENTION_DAYS = _retention_days("AUDIT_RETENTION_DAYS")
 STAGING_TABLE_PREFIX = "_staging_raw_"  # one per run, expires after STAGING_EXPIRATION
 STAGING_EXPIRATION = timedelta(days=1)
 

@@ -67,7 +67,8 @@ def timezone_name(name: str) -> str:
 
 
 def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
-    """Create the table (and its dataset) when missing; add new columns, never change one.
+    """Create the table (and its dataset) when missing; add new columns, never change one;
+    give it the spec's retention and partition filter requirement (`reconcile_lifetime`).
 
     Each is looked up first and created only when missing: the service account needs no
     permission to create datasets (create_dataset(exists_ok=True) asks for it every time,
@@ -85,10 +86,15 @@ def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
         table = bigquery.Table(table_id(spec.name), schema=schema(spec.schema))
         table.description = spec.description
         if spec.partition_field:
-            table.time_partitioning = bigquery.TimePartitioning(field=spec.partition_field)
+            table.time_partitioning = _partitioning(spec)
+            table.require_partition_filter = spec.require_partition_filter
         table.clustering_fields = list(spec.clustering) or None
-        bq.create_table(table, exists_ok=True)
-        return
+        table = bq.create_table(table, exists_ok=True)
+    _add_columns(bq, table, spec)
+    reconcile_lifetime(bq, table, spec)
+
+
+def _add_columns(bq: bigquery.Client, table: bigquery.Table, spec: TableSpec) -> None:
     existing = {f.name: _standard_type(f.field_type) for f in table.schema}
     for field in spec.schema:
         if existing.get(field.name, _standard_type(field.field_type)) != _standard_type(
@@ -106,6 +112,46 @@ def ensure_table(bq: bigquery.Client, spec: TableSpec) -> None:
     if added:
         table.schema = [*table.schema, *added]
         bq.update_table(table, ["schema"])
+
+
+def reconcile_lifetime(bq: bigquery.Client, table: bigquery.Table, spec: TableSpec) -> list[str]:
+    """Put the table's lifetime settings back to the spec's; the fields it changed.
+
+    Partition expiration and the partition filter requirement as configured, and no table
+    expiration: a dataset's defaults (defaultPartitionExpirationMs, defaultTableExpirationMs)
+    are applied to every table created in it, and would drop partitions, or the whole table,
+    with no error anywhere. A None expiration is sent as an explicit null, which clears it
+    (leaving it out of the patch would keep the dataset's default).
+    """
+    if not spec.partition_field:
+        return []
+    changed = []
+    partitioning = table.time_partitioning or _partitioning(spec)
+    if table.time_partitioning is None or partitioning.expiration_ms != _ms(spec):
+        partitioning.expiration_ms = _ms(spec)  # None is kept, and sent, as null
+        table.time_partitioning = partitioning
+        changed.append("time_partitioning")
+    if bool(table.require_partition_filter) != spec.require_partition_filter:
+        table.require_partition_filter = spec.require_partition_filter
+        changed.append("require_partition_filter")
+    if table.expires is not None:
+        table.expires = None
+        changed.append("expires")
+    if changed:
+        bq.update_table(table, changed)
+    return changed
+
+
+def _ms(spec: TableSpec) -> int | None:
+    return None if spec.retention_days is None else spec.retention_days * 86_400_000
+
+
+def _partitioning(spec: TableSpec) -> bigquery.TimePartitioning:
+    partitioning = bigquery.TimePartitioning(
+        type_=bigquery.TimePartitioningType.DAY, field=spec.partition_field
+    )
+    partitioning.expiration_ms = _ms(spec)  # None is kept, and sent, as null
+    return partitioning
 
 
 def schema(columns: Sequence[Column]) -> list[bigquery.SchemaField]:

@@ -26,6 +26,13 @@ class TableSpec:
     description: str
     partition_field: str | None = None  # partitioned by day of this TIMESTAMP column
     clustering: tuple[str, ...] = ()
+    retention_days: int | None = None  # partition expiration; None: partitions never expire
+    require_partition_filter: bool = False  # BigQuery refuses a query that scans every partition
+
+
+# A partition filter that keeps every partition, for reads meant to see every row (tests,
+# the demo's report, chaos checks): BigQuery refuses those tables' reads without one.
+EVERY_PARTITION = "TIMESTAMP '2000-01-01 00:00:00+00'"
 
 
 def _field(name: str, kind: str, description: str, required: bool = False) -> Column:
@@ -53,6 +60,8 @@ RAW = TableSpec(
     "One row per (domain, minute): the CDN API's per-endpoint metrics as fetched.",
     partition_field="minute",
     clustering=("domain",),
+    retention_days=env.RAW_RETENTION_DAYS,
+    require_partition_filter=True,
 )
 
 # What a fetch task loads: JSON as text (BigQuery loads JSON columns from CSV, Avro or
@@ -88,6 +97,7 @@ AUDIT = TableSpec(
     ),
     "One row per raw-ingest run: what was fetched, retried, filled and lost.",
     partition_field="window_start",
+    retention_days=env.AUDIT_RETENTION_DAYS,
 )
 
 
@@ -125,4 +135,6 @@ DASHBOARD = TableSpec(
     "One typed row per (domain, minute), built from the raw table for dashboards.",
     partition_field="minute_utc",
     clustering=("domain",),
+    retention_days=env.DASHBOARD_RETENTION_DAYS,
+    require_partition_filter=True,
 )

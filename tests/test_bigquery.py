@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 from google.api_core.exceptions import Forbidden
+from google.cloud import bigquery as google_bigquery
 
 import env
 from dag_utils import bigquery, sql, tables
@@ -38,3 +40,52 @@ def test_the_combined_staging_table_expires_like_the_shard_tables_from_its_creat
     expires = bq.get_table(combined).expires
     assert expires is not None
     assert before + env.STAGING_EXPIRATION <= expires <= datetime.now(UTC) + env.STAGING_EXPIRATION
+
+
+DAY_MS = 86_400_000
+
+
+def test_tables_are_created_with_the_configured_retention_and_partition_filter(bq) -> None:
+    bigquery.ensure_tables(bq, tables.RAW, tables.AUDIT, tables.DASHBOARD)
+    created = {
+        spec.name: bq.get_table(bigquery.table_id(spec.name))
+        for spec in (tables.RAW, tables.AUDIT, tables.DASHBOARD)
+    }
+    assert {name: t.time_partitioning.expiration_ms for name, t in created.items()} == {
+        env.RAW_TABLE: env.RAW_RETENTION_DAYS * DAY_MS,
+        env.AUDIT_TABLE: env.AUDIT_RETENTION_DAYS * DAY_MS,
+        env.DASHBOARD_TABLE: env.DASHBOARD_RETENTION_DAYS * DAY_MS,
+    }
+    assert {name: bool(t.require_partition_filter) for name, t in created.items()} == {
+        env.RAW_TABLE: True,
+        env.AUDIT_TABLE: False,
+        env.DASHBOARD_TABLE: True,
+    }
+    assert [t.expires for t in created.values()] == [None, None, None]
+
+
+def _table_as_a_dataset_default_leaves_it(bq) -> None:
+    """The raw table as a dataset with 60-day defaults (an org policy, a sandbox) creates it."""
+    dataset = google_bigquery.Dataset(f"local.{TEST_DATASET}")
+    dataset.default_table_expiration_ms = 60 * DAY_MS
+    bq.create_dataset(dataset)
+    table = google_bigquery.Table(
+        bigquery.table_id(tables.RAW.name), schema=bigquery.schema(tables.RAW.schema)
+    )
+    table.time_partitioning = google_bigquery.TimePartitioning(
+        field="minute", expiration_ms=60 * DAY_MS
+    )
+    bq.create_table(table)
+    assert bq.get_table(table).expires is not None
+
+
+@pytest.mark.parametrize("days", [400, 30, None])
+def test_an_existing_table_with_other_options_is_reconciled(bq, days: int | None) -> None:
+    _table_as_a_dataset_default_leaves_it(bq)
+    spec = dataclasses.replace(tables.RAW, retention_days=days)
+    bigquery.ensure_table(bq, spec)
+    table = bq.get_table(bigquery.table_id(spec.name))
+    assert table.time_partitioning.expiration_ms == (days and days * DAY_MS)
+    assert table.require_partition_filter is True
+    assert table.expires is None
+    assert bigquery.reconcile_lifetime(bq, table, spec) == []  # nothing left to change

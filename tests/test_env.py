@@ -11,11 +11,14 @@ import pytest
 from tools.local_servers import REPO
 
 
-def import_env(**settings: str) -> subprocess.CompletedProcess:
-    """Import env.py in a fresh interpreter with exactly these CDN_/COMPOSER_ settings."""
+def import_env(
+    code: str = "print(env.ENVIRONMENT, env.START_DATE.isoformat())", **settings: str
+) -> subprocess.CompletedProcess:
+    """Import env.py in a fresh interpreter with exactly these CDN_/COMPOSER_ settings,
+    then run `code`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CDN_", "COMPOSER_"))}
     return subprocess.run(
-        [sys.executable, "-c", "import env; print(env.ENVIRONMENT, env.START_DATE.isoformat())"],
+        [sys.executable, "-c", f"import env; {code}"],
         cwd=REPO,
         env=base | {"PYTHONPATH": str(REPO)} | settings,
         capture_output=True,
@@ -59,3 +62,23 @@ def test_an_airflow_older_than_the_matrix_fails_the_import_naming_the_composer_b
     assert airflow_too_old("3.4.0") is None
     for old in ("3.1.8", "3.0.6", "2.11.1", "3.2.1"):
         assert "composer-3-airflow-3.2.2-build.N or a later build" in airflow_too_old(old)
+
+
+RETENTIONS = "print(env.RAW_RETENTION_DAYS, env.DASHBOARD_RETENTION_DAYS, env.AUDIT_RETENTION_DAYS)"
+
+
+def retention(**settings: str) -> subprocess.CompletedProcess:
+    return import_env(RETENTIONS, **settings)
+
+
+def test_retention_is_400_days_unless_set_and_never_is_allowed() -> None:
+    assert retention().stdout.split() == ["400", "400", "400"]
+    done = retention(CDN_RAW_RETENTION_DAYS="never", CDN_AUDIT_RETENTION_DAYS="90")
+    assert done.stdout.split() == ["None", "400", "90"]
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-5", "30d", "forever", ""])
+def test_a_retention_that_is_not_days_or_never_refuses_to_load(value: str) -> None:
+    done = retention(CDN_DASHBOARD_RETENTION_DAYS=value)
+    assert done.returncode != 0
+    assert "CDN_DASHBOARD_RETENTION_DAYS" in done.stderr and "or never" in done.stderr

@@ -19,12 +19,23 @@ import pytest
 import env
 from dag_utils import sql, tables
 from tests.bigquery_capture import SentLoad, SentToBigQuery
-from tools.googlesql import GoogleSql, GoogleSqlError, parameter_type
+from tools.googlesql import (
+    GoogleSql,
+    GoogleSqlError,
+    parameter_type,
+    scans_without_partition_filter,
+)
 
 PROD = f"{env.PROFILES['prod']['GCP_PROJECT']}.{env.PROFILES['prod']['BQ_DATASET']}"
 RAW, AUDIT, DASHBOARD = (
     f"{PROD}.{spec.name}" for spec in (tables.RAW, tables.AUDIT, tables.DASHBOARD)
 )
+# The tables BigQuery refuses to scan without a partition filter, and their partition column.
+PARTITION_FILTERED = {
+    f"{PROD}.{spec.name}": spec.partition_field
+    for spec in (tables.RAW, tables.AUDIT, tables.DASHBOARD)
+    if spec.require_partition_filter
+}
 STAGING = f"{PROD}.{env.STAGING_TABLE_PREFIX}0123456789abcdef"
 STAGING_ID = re.compile(
     rf"{re.escape(PROD)}\.{re.escape(env.STAGING_TABLE_PREFIX)}[0-9a-f]{{16}}(?:_\d+)?"
@@ -160,6 +171,50 @@ def test_googlesql_as_set_up_refuses_what_bigquery_refuses(
         googlesql.analyze_script(refused.format(**names), params)
 
 
+def test_the_raw_and_dashboard_tables_require_a_partition_filter() -> None:
+    assert PARTITION_FILTERED == {RAW: "minute", DASHBOARD: "minute_utc"}
+
+
+@pytest.mark.parametrize(
+    ("filtered", "unfiltered"),
+    [
+        ("SELECT * FROM `{raw}` WHERE minute >= @at",
+         "SELECT * FROM `{raw}`"),
+        ("SELECT * FROM `{raw}` WHERE domain = 'a' AND minute < @at",
+         "SELECT * FROM `{raw}` WHERE domain = 'a'"),
+        ("SELECT * FROM `{raw}` WHERE minute >= @at AND domain = 'a'",
+         "SELECT * FROM `{raw}` WHERE minute >= @at OR domain = 'a'"),
+        ("SELECT * FROM `{raw}` WHERE minute BETWEEN @at AND TIMESTAMP_ADD(@at, INTERVAL 1 DAY)",
+         "SELECT * FROM `{raw}` WHERE TIMESTAMP_TRUNC(minute, DAY) >= @at"),
+        ("SELECT a.domain FROM `{dashboard}` AS a JOIN `{dashboard}` AS b USING (domain)\n"
+         "WHERE a.minute_utc >= @at AND b.minute_utc >= @at",
+         "SELECT a.domain FROM `{dashboard}` AS a JOIN `{dashboard}` AS b USING (domain)\n"
+         "WHERE a.minute_utc >= @at"),
+        ("SELECT 1 AS n FROM `{audit}` WHERE EXISTS (\n"
+         "  SELECT 1 FROM `{raw}` AS r WHERE r.minute = window_start AND r.minute >= @at)",
+         "SELECT 1 AS n FROM `{audit}` WHERE EXISTS (\n"
+         "  SELECT 1 FROM `{raw}` AS r WHERE r.minute = window_start)"),
+        ("DELETE FROM `{dashboard}` WHERE minute_utc < @at",
+         "DELETE FROM `{dashboard}` WHERE domain = 'a'"),
+        ("INSERT INTO `{raw}` (minute, domain, complete, run_id, fetched_at)\n"
+         "SELECT minute, domain, complete, run_id, fetched_at FROM `{raw}` WHERE minute < @at",
+         "INSERT INTO `{raw}` (minute, domain, complete, run_id, fetched_at)\n"
+         "SELECT minute, domain, complete, run_id, fetched_at FROM `{raw}`"),
+    ],
+)  # fmt: skip
+def test_a_scan_of_raw_or_dashboard_needs_a_filter_that_can_eliminate_partitions(
+    googlesql: GoogleSql, filtered: str, unfiltered: str
+) -> None:
+    """Negative controls of the partition filter check the sent statements pass: the emulator
+    (DuckDB) reads every row either way."""
+    params = {"at": parameter_type(_parameter("at", datetime(2026, 11, 23, tzinfo=UTC)))}
+    names = {"raw": RAW, "audit": AUDIT, "dashboard": DASHBOARD}
+    (statement,) = googlesql.resolve_script(filtered.format(**names), params)
+    assert scans_without_partition_filter(statement, PARTITION_FILTERED) == []
+    (statement,) = googlesql.resolve_script(unfiltered.format(**names), params)
+    assert scans_without_partition_filter(statement, PARTITION_FILTERED) != []
+
+
 def test_a_script_is_analyzed_statement_by_statement(googlesql: GoogleSql) -> None:
     script = "BEGIN TRANSACTION;\nSELECT 1 AS a;\nSELECT 2 AS b;\nCOMMIT TRANSACTION;\n"
     assert googlesql.analyze_script(script, {}) == 4
@@ -188,9 +243,17 @@ def test_every_statement_the_pipeline_sent_is_googlesql(
     try:
         for (text, _), parameters in statements.items():
             try:
-                analyzer.analyze_script(text, {p.name: parameter_type(p) for p in parameters})
+                resolved = analyzer.resolve_script(
+                    text, {p.name: parameter_type(p) for p in parameters}
+                )
             except GoogleSqlError as error:
                 refused[text.strip()] = str(error)
+                continue
+            for number, statement in enumerate(resolved, 1):
+                if unfiltered := scans_without_partition_filter(statement, PARTITION_FILTERED):
+                    refused[text.strip()] = (
+                        f"statement {number}: reads {unfiltered} without a partition filter"
+                    )
         for text in loads:
             try:
                 analyzer.analyze_script(text, {})

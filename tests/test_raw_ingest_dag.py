@@ -12,6 +12,7 @@ import pytest
 import env
 from dag_utils import raw_ingest, transform
 from dag_utils.cdn_api import ENDPOINTS
+from dag_utils.tables import EVERY_PARTITION
 from dag_utils.windows import Window
 from tests.airflow_runs import asset_events, run_dag, task_states
 from tests.conftest import API_MAX_IN_FLIGHT, TEST_DATASET, TEST_SIM, TOKEN
@@ -45,7 +46,7 @@ def run_windows(first: datetime, count: int) -> list:
 def raw_rows(bq) -> dict[tuple[str, int], dict]:
     rows = bq.query_and_wait(
         f"SELECT domain, UNIX_SECONDS(minute) AS minute, metrics, errors, complete, run_id "
-        f"FROM `local.{TEST_DATASET}.{env.RAW_TABLE}`"
+        f"FROM `local.{TEST_DATASET}.{env.RAW_TABLE}` WHERE minute >= {EVERY_PARTITION}"
     )
     keyed: dict[tuple[str, int], dict] = {}
     for row in rows:

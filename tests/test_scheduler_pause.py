@@ -13,6 +13,7 @@ from datetime import datetime
 import pytest
 
 import env
+from dag_utils.tables import EVERY_PARTITION
 from tests.airflow_runs import alert_run_of, latest, rerun_of
 from tests.conftest import TEST_DATASET, TEST_SIM
 from tools.airflow_stack import MIN_POKE_S, AirflowStack, catchup_start
@@ -36,7 +37,8 @@ def raw_minutes(bq, run: dict) -> list[tuple[str, int]]:
     first = int(start.timestamp())
     rows = bq.query_and_wait(
         "SELECT domain, UNIX_SECONDS(minute) AS minute "
-        f"FROM `local.{TEST_DATASET}.{env.RAW_TABLE}` WHERE complete"
+        f"FROM `local.{TEST_DATASET}.{env.RAW_TABLE}` "
+        f"WHERE complete AND minute >= {EVERY_PARTITION}"
     )
     return [(r["domain"], r["minute"]) for r in rows if first <= r["minute"] < first + 300]
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import env
-from dag_utils.tables import DASHBOARD_METRICS
+from dag_utils.tables import DASHBOARD_METRICS, EVERY_PARTITION
 from dag_utils.windows import Window, window_conf
 from tests.airflow_runs import asset_events, dag_bag, run_dag, task_states
 from tests.conftest import TEST_DATASET, TEST_SIM
@@ -40,7 +40,8 @@ def alert(i: int, live: bool = True):
 
 def test_the_dashboard_has_the_apis_numbers_typed_with_utc_and_seoul_minutes(sim, bq) -> None:
     ingest_and_transform(0)
-    rows = list(bq.query_and_wait(f"SELECT * FROM `local.{TEST_DATASET}.{env.DASHBOARD_TABLE}`"))
+    table = f"local.{TEST_DATASET}.{env.DASHBOARD_TABLE}"
+    rows = list(bq.query_and_wait(f"SELECT * FROM `{table}` WHERE minute_utc >= {EVERY_PARTITION}"))
     assert len(rows) == 5 * len(TEST_SIM.domain_list())
     for row in rows:
         minute = int(row["minute_utc"].timestamp())
@@ -204,12 +205,9 @@ def test_slack_down_fails_the_alert_task_and_leaves_the_data_alone(sim, bq, slac
     assert len(slack.messages()) == 1
 
 
-def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking_it(
-    sim, bq, slack, monkeypatch, capfd
-) -> None:
-    wrong = "revoked-slack-token-NEVER-LOG"
-    conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.api_url}}
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
+def notify_fails_at_once(sim, slack, capfd) -> str:
+    """Windows with gaps, then their check: notify fails on its first try and posts
+    nothing. The test's output (the task log)."""
     sim.configure(rate_empty=0.05)
     for i in range(3):
         ingest_and_transform(i)
@@ -217,9 +215,27 @@ def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking
     notify = next(ti for ti in run.get_task_instances() if ti.task_id == "notify")
     assert (notify.state, notify.try_number) == ("failed", 1)  # tests allow one task retry
     assert slack.messages() == []
-    task_log = "".join(capfd.readouterr())
+    return "".join(capfd.readouterr())
+
+
+def test_a_rejected_slack_token_fails_notify_at_once_without_retrying_or_leaking_it(
+    sim, bq, slack, monkeypatch, capfd
+) -> None:
+    wrong = "revoked-slack-token-NEVER-LOG"
+    conn = {"conn_type": "slack", "password": wrong, "extra": {"base_url": slack.api_url}}
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", json.dumps(conn))
+    task_log = notify_fails_at_once(sim, slack, capfd)
     assert "Slack rejected the slack_api_default token" in task_log
     assert wrong not in task_log
+
+
+def test_a_channel_the_app_is_not_in_fails_notify_at_once_naming_the_fix(
+    sim, bq, slack, capfd
+) -> None:
+    slack.set_channel(env.ALERT_CHANNEL, is_member=False)  # installed, never invited
+    task_log = notify_fails_at_once(sim, slack, capfd)
+    assert f"Slack refuses posts to {env.ALERT_CHANNEL}: not_in_channel" in task_log
+    assert "`/invite @<app>` in the channel" in task_log and "chat:write.public" in task_log
 
 
 @pytest.mark.matrix  # Airflow 3.2 only logs a rejected Variable write

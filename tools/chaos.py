@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import requests
 
 import env
-from dag_utils.tables import DASHBOARD_METRICS
+from dag_utils.tables import DASHBOARD_METRICS, EVERY_PARTITION
 from tools.airflow_stack import AirflowStack, catchup_start
 from tools.cdn_api_simulator import ENDPOINT_COLUMNS, EXTRA_COLUMN, SimConfig, true_metrics
 from tools.chaos_crashes import HEARTBEAT_TIMEOUT_S, Crashes
@@ -57,8 +57,13 @@ def simulator(domains: int) -> SimConfig:
 ENDPOINTS = tuple(ENDPOINT_COLUMNS)
 DAGS = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
 # The check's own read-only queries; table ids come from env.py through table_ids().
-DASHBOARD_ROWS = "SELECT * FROM `{dashboard}`"
-RAW_ROWS = "SELECT domain, UNIX_SECONDS(minute) AS minute, metrics, complete FROM `{raw}`"
+DASHBOARD_ROWS = "SELECT * FROM `{dashboard}` WHERE minute_utc >= <every>".replace(
+    "<every>", EVERY_PARTITION
+)
+RAW_ROWS = (
+    "SELECT domain, UNIX_SECONDS(minute) AS minute, metrics, complete "
+    "FROM `{raw}` WHERE minute >= <every>"
+).replace("<every>", EVERY_PARTITION)
 AUDIT_ROWS = "SELECT * FROM `{audit}`"
 
 

@@ -21,6 +21,7 @@ import time
 import requests
 
 import env
+from dag_utils.tables import EVERY_PARTITION
 from tools.airflow_stack import PASSWORD, USER, AirflowStack, catchup_start
 from tools.local_servers import LOCAL, REPO, BigQueryEmulator, CdnApiSimulator, SlackStandIn
 from tools.postgres import PostgresServer
@@ -185,13 +186,18 @@ def wait_with_progress(airflow: AirflowStack, windows: int) -> None:
 TOTALS = """
 SELECT COUNT(*) AS row_count, COUNTIF(complete) AS complete, COUNT(DISTINCT domain) AS domains,
        MIN(minute) AS first, MAX(minute) AS last
-FROM `{raw}`"""
+FROM `{raw}` WHERE minute >= <every>"""
 AUDIT = "SELECT * FROM `{audit}` ORDER BY window_start"
 DASHBOARD = """
 SELECT COUNT(*) AS row_count, COUNTIF(complete) AS complete, SUM(requests) AS requests,
        MIN(minute_local) AS first_local
-FROM `{dashboard}`"""
-HOSTILE = "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' LIMIT 1"
+FROM `{dashboard}` WHERE minute_utc >= <every>"""
+HOSTILE = (
+    "SELECT domain FROM `{raw}` WHERE domain LIKE '%DROP TABLE%' AND minute >= <every> LIMIT 1"
+)
+TOTALS, DASHBOARD, HOSTILE = (
+    q.replace("<every>", EVERY_PARTITION) for q in (TOTALS, DASHBOARD, HOSTILE)
+)
 AUDIT_COLUMNS = ("calls", "retries", "complete", "incomplete", "refetched", "filled", "lost")
 
 

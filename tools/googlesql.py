@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
@@ -135,12 +135,20 @@ class GoogleSql:
 
         Raises GoogleSqlError at the first statement GoogleSQL refuses.
         """
+        return len(self.resolve_script(sql, params))
+
+    def resolve_script(self, sql: str, params: Mapping[str, type_pb2.TypeProto]) -> list[Any]:
+        """Each statement of a script as GoogleSQL resolves it (AnyResolvedStatementProto).
+
+        Raises GoogleSqlError at the first statement GoogleSQL refuses.
+        """
         options = self._options(params)
         location = parse_resume_location_pb2.ParseResumeLocationProto(
             input=sql, byte_position=0, allow_resume=True
         )
-        encoded, count = sql.encode(), 0
+        encoded, resolved = sql.encode(), []
         while encoded[location.byte_position :].strip():
+            count = len(resolved)
             request = service_pb2.AnalyzeRequest(
                 options=options,
                 registered_catalog_id=self._catalog_id,
@@ -153,8 +161,8 @@ class GoogleSql:
             if answer.resume_byte_position <= location.byte_position:
                 raise GoogleSqlError(f"statement {count + 1}: the analyzer did not move on")
             location.byte_position = answer.resume_byte_position
-            count += 1
-        return count
+            resolved.append(answer.resolved_statement)
+        return resolved
 
     def evaluate(self, expression: str) -> Any:
         """The value of a constant expression by the reference implementation, as Python."""
@@ -191,6 +199,98 @@ class GoogleSql:
             )
             return None
         return self._client.call_grpc_func(f"ZetaSqlLocalService_{method}", request, answer)
+
+
+# Comparisons BigQuery can eliminate partitions with, when one side is the partition column.
+_PRUNING_COMPARISONS = frozenset(
+    f"ZetaSQL:${name}"
+    for name in ("equal", "less", "less_or_equal", "greater", "greater_or_equal", "between", "in")
+)
+
+
+def scans_without_partition_filter(
+    statement: Any, partition_columns: Mapping[str, str]
+) -> list[str]:
+    """The tables of `partition_columns` (table -> partition column) that a resolved statement
+    reads with no filter BigQuery could eliminate partitions with: each scan of one needs,
+    in a WHERE above it (a filter scan, or a DELETE's or UPDATE's WHERE), an AND-ed
+    comparison of that scan's partition column itself with an expression of no column (a
+    parameter, a literal, a function of those). ORed filters, and a function of the column,
+    do not count: BigQuery's "filter that can be used for partition elimination".
+    """
+    unfiltered = []
+    for scan, filters in _table_scans(statement, ()):
+        table = scan.table.full_name or scan.table.name
+        if table not in partition_columns:
+            continue
+        ids = {c.column_id for c in scan.parent.column_list if c.name == partition_columns[table]}
+        if not any(_prunes(conjunct, ids) for f in filters for conjunct in _conjuncts(f)):
+            unfiltered.append(table)
+    return unfiltered
+
+
+# The table an INSERT or MERGE writes is a table scan in the resolved statement, not a read.
+_WRITTEN_NOT_READ = {
+    ("ResolvedInsertStmtProto", "table_scan"),
+    ("ResolvedMergeStmtProto", "table_scan"),
+}
+
+
+def _table_scans(node: Any, filters: tuple[Any, ...]) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    """Each table scan under a resolved node, with the WHERE expressions above it."""
+    kind = node.DESCRIPTOR.name
+    if kind == "ResolvedTableScanProto":
+        yield node, filters
+    elif kind == "ResolvedFilterScanProto":
+        filters = (*filters, node.filter_expr)
+    elif kind in ("ResolvedDeleteStmtProto", "ResolvedUpdateStmtProto"):
+        filters = (*filters, node.where_expr)
+    for field, value in node.ListFields():
+        if field.message_type is None or (kind, field.name) in _WRITTEN_NOT_READ:
+            continue
+        for child in value if field.is_repeated else (value,):
+            yield from _table_scans(child, filters)
+
+
+def _function_call(expression: Any) -> Any | None:
+    """The ResolvedFunctionCallBaseProto of an AnyResolvedExprProto, if it is a call."""
+    base = expression.resolved_function_call_base_node
+    kind = base.WhichOneof("node")
+    return getattr(base, kind).parent if kind else None
+
+
+def _conjuncts(expression: Any) -> Iterator[Any]:
+    call = _function_call(expression)
+    if call is not None and call.function.name == "ZetaSQL:$and":
+        for argument in call.argument_list:
+            yield from _conjuncts(argument)
+    else:
+        yield expression
+
+
+def _prunes(conjunct: Any, partition_ids: set[int]) -> bool:
+    call = _function_call(conjunct)
+    if call is None or call.function.name not in _PRUNING_COMPARISONS:
+        return False
+    sides = [_column_ids(argument) for argument in call.argument_list]
+    column = [
+        i for i, a in enumerate(call.argument_list)
+        if a.WhichOneof("node") == "resolved_column_ref_node"
+        and a.resolved_column_ref_node.column.column_id in partition_ids
+    ]  # fmt: skip
+    return bool(column) and all(not ids for i, ids in enumerate(sides) if i != column[0])
+
+
+def _column_ids(node: Any) -> set[int]:
+    """Every column an expression refers to."""
+    if node.DESCRIPTOR.name == "ResolvedColumnRefProto":
+        return {node.column.column_id}
+    found: set[int] = set()
+    for field, value in node.ListFields():
+        if field.message_type is not None:
+            for child in value if field.is_repeated else (value,):
+                found |= _column_ids(child)
+    return found
 
 
 def bigquery_language_options() -> options_pb2.LanguageOptionsProto:

@@ -190,6 +190,10 @@ class SlackStandIn(ControlledServer):
     def configure(self, **changes: Any) -> dict[str, Any]:
         return self._control("POST", "config", changes)
 
+    def set_channel(self, name: str, **flags: bool) -> dict[str, Any]:
+        """Add or change a channel: is_member, is_archived, is_private."""
+        return self._control("POST", "channels", {"name": name, **flags})
+
     def reset(self) -> dict[str, Any]:
         return self._control("POST", "reset", {})
 

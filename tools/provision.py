@@ -5,8 +5,12 @@ or updates the pools env.py names (cdn_api with CDN_API_POOL_SLOTS slots, cdn_bq
 with one), and checks that every connection the DAGs use resolves, without reading a
 secret: in the metadata DB (GET /connections/<id>, password redacted by Airflow), as an
 AIRFLOW_CONN_ environment variable of this process (local runs), or as an enabled Secret
-Manager secret `airflow-connections-<id>` (metadata only, never its payload). Running it
-twice changes nothing the second time; DRY_RUN=1 prints the plan and changes nothing.
+Manager secret `airflow-connections-<id>` (metadata only, never its payload). Then it
+checks, changing nothing, that the Slack app can post to the alert channel (the Slack
+connection's token: the one secret it reads, never printed) and that the BigQuery
+dataset's default expirations do not differ from the bundle's retention
+(tools/provision_checks.py). Running it twice changes nothing the second time; DRY_RUN=1
+prints the plan and changes nothing.
 
 Authentication: on Composer with Application Default Credentials (a Google OAuth token,
 which Composer 3's Airflow REST API accepts); locally with AIRFLOW_USER/AIRFLOW_PASSWORD
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 import requests
 
 import env
+from tools import provision_checks
 
 CONNECTIONS = (env.CDN_API_CONN_ID, env.SLACK_CONN_ID, env.GCP_CONN_ID)
 
@@ -31,6 +36,8 @@ class Outcome:
     changes: list[str] = field(default_factory=list)  # done (or, in a dry run, to do)
     unchanged: list[str] = field(default_factory=list)
     missing_connections: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the bundle cannot work until fixed
+    warnings: list[str] = field(default_factory=list)  # worth knowing; nothing fails
 
 
 class AirflowApi:
@@ -131,7 +138,26 @@ def provision(
     outcome = Outcome()
     pool_steps(api, pools if pools is not None else env.POOLS, dry_run, outcome)
     connection_steps(api, secrets_project, outcome)
+    provision_checks.slack_check(outcome, secrets_project)
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        provision_checks.dataset_check(bigquery_client(), outcome)
+    except (GoogleAPIError, DefaultCredentialsError) as error:
+        outcome.warnings.append(f"BigQuery dataset not checked: {error}")
     return outcome
+
+
+def bigquery_client():  # -> google.cloud.bigquery.Client
+    """The emulator's client locally; Application Default Credentials otherwise."""
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        from dag_utils import bigquery
+
+        return bigquery.client()
+    from google.cloud import bigquery
+
+    return bigquery.Client(project=env.GCP_PROJECT, location=env.BQ_LOCATION)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         AirflowApi(args.airflow_url, token), args.dry_run, None, args.secrets_project
     )
     print_outcome(outcome, args.dry_run)
-    return 1 if outcome.missing_connections else 0
+    return 1 if outcome.missing_connections or outcome.problems else 0
 
 
 def print_outcome(outcome: Outcome, dry_run: bool) -> None:
@@ -162,6 +188,10 @@ def print_outcome(outcome: Outcome, dry_run: bool) -> None:
         print("ok    " + line)
     for line in outcome.missing_connections:
         print("MISSING " + line)
+    for line in outcome.problems:
+        print("PROBLEM " + line)
+    for line in outcome.warnings:
+        print("WARN  " + line)
     verb = "to make (dry run: nothing changed)" if dry_run else "made"
     print(f"{len(outcome.changes)} changes {verb}, {len(outcome.unchanged)} already right")
 

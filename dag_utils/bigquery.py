@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import logging
 import os
 import re
-import time
 import zoneinfo
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +14,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 import env
+from dag_utils import bigquery_jobs
 from dag_utils.tables import Column, TableSpec
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]+$")
-log = logging.getLogger(__name__)
 
 
 def client() -> bigquery.Client:
@@ -136,13 +131,13 @@ def load_parquet(bq: bigquery.Client, path: Path, table: str, columns: Sequence[
         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
     )
-    config.labels, config.job_timeout_ms = _job_settings()
+    config.labels, config.job_timeout_ms = bigquery_jobs.settings()
     with path.open("rb") as source:
         job = bq.load_table_from_file(
-            source, table, job_config=config, job_id_prefix=current_jobs().job_id_prefix()
+            source, table, job_config=config, job_id_prefix=bigquery_jobs.id_prefix()
         )
-    with _running(job):
-        job.result(timeout=_RESULT_TIMEOUT_S)
+    with bigquery_jobs.running(job):
+        job.result(timeout=bigquery_jobs.RESULT_TIMEOUT_S)
     return int(job.output_rows or 0)
 
 
@@ -155,7 +150,7 @@ def query_rows(
     bq: bigquery.Client, sql: str, params: Mapping[str, Any], page_size: int | None = None
 ) -> Iterator[bigquery.Row]:
     """Run a query and wait for it; its rows, fetched a page at a time as they are read."""
-    labels, timeout_ms = _job_settings()
+    labels, timeout_ms = bigquery_jobs.settings()
     config = bigquery.QueryJobConfig(
         query_parameters=[_parameter(k, v) for k, v in params.items()],
         labels=labels,
@@ -164,145 +159,12 @@ def query_rows(
     job = bq.query(
         sql,
         job_config=config,
-        job_id_prefix=current_jobs().job_id_prefix(),
+        job_id_prefix=bigquery_jobs.id_prefix(),
         location=env.BQ_LOCATION,
     )
-    with _running(job):
-        rows = job.result(page_size=page_size, timeout=_RESULT_TIMEOUT_S)
+    with bigquery_jobs.running(job):
+        rows = job.result(page_size=page_size, timeout=bigquery_jobs.RESULT_TIMEOUT_S)
     return iter(rows)
-
-
-# Jobs: each labelled with the task try that started it, bounded by a job timeout, and
-# cancelled when its task is killed, times out, or is found dead by a later writer.
-
-_RESULT_TIMEOUT_S = env.BQ_JOB_TIMEOUT.total_seconds() + 60  # BigQuery stops it first
-_CANCEL_POLL_S = 1.0
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """Who starts the BigQuery jobs: a DAG's task, for a window, in a try.
-
-    Every job carries it as labels (a later try finds a dead try's jobs by them; they also
-    attribute cost per window in INFORMATION_SCHEMA.JOBS) and in its job id's prefix.
-    """
-
-    dag_id: str = "adhoc"
-    task_id: str = "adhoc"
-    window_start: datetime | None = None
-    try_number: int = 0
-
-    def labels(self) -> dict[str, str]:
-        window = f"{self.window_start.astimezone(UTC):%Y%m%dt%H%M}" if self.window_start else ""
-        labels = {"dag": self.dag_id, "task": self.task_id, "window_start": window,
-                  "try": str(self.try_number)}  # fmt: skip
-        return {key: label_value(value) for key, value in labels.items()}
-
-    def job_id_prefix(self) -> str:
-        labels = self.labels()
-        parts = (labels["dag"], labels["task"], labels["window_start"] or "none")
-        return "_".join((*parts, f"try{self.try_number}", ""))
-
-
-_CONTEXT: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
-    "bigquery_jobs", default=None
-)
-_STARTED: dict[str, Any] = {}  # job id -> this process's jobs not yet waited for
-
-
-def label_value(text: str) -> str:
-    """A BigQuery label value: lowercase letters, digits, _ and -, at most 63 characters."""
-    return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
-
-
-def current_jobs() -> JobContext:
-    return _CONTEXT.get() or JobContext()
-
-
-@contextlib.contextmanager
-def jobs_for(context: JobContext) -> Iterator[JobContext]:
-    """Start this block's jobs as `context`'s (labels, job id prefix)."""
-    token = _CONTEXT.set(context)
-    try:
-        yield context
-    finally:
-        _CONTEXT.reset(token)
-
-
-def _job_settings() -> tuple[dict[str, str], int]:
-    return current_jobs().labels(), int(env.BQ_JOB_TIMEOUT.total_seconds() * 1000)
-
-
-@contextlib.contextmanager
-def _running(job: Any) -> Iterator[None]:
-    """While the caller waits for the job: on_kill can cancel it; an interrupted wait
-    (execution timeout, Ctrl-C) or a failed one cancels it before the exception goes on."""
-    _STARTED[job.job_id] = job
-    try:
-        yield
-    except BaseException:
-        if job.state != "DONE":
-            _cancel(job)
-        raise
-    finally:
-        _STARTED.pop(job.job_id, None)
-
-
-def _cancel(job: Any, bq: bigquery.Client | None = None) -> None:
-    try:
-        job.cancel(client=bq)
-        log.warning("cancelled BigQuery job %s", job.job_id)
-    except Exception:  # the job timeout still bounds it
-        log.exception("could not cancel BigQuery job %s", job.job_id)
-
-
-def cancel_started_jobs() -> list[str]:
-    """Cancel the jobs this process is waiting for (a task's on_kill), on a client of its
-    own: the interrupted wait may be inside the other client's connection pool."""
-    started = list(_STARTED.values())
-    if started:
-        bq = client()
-        for job in started:
-            _cancel(job, bq)
-    return [job.job_id for job in started]
-
-
-def end_dead_writes(
-    bq: bigquery.Client, writers: Mapping[str, str], wait_s: float = env.BQ_CANCEL_WAIT_S
-) -> list[str]:
-    """Cancel the writing tasks' jobs still pending or running, and wait until they end.
-
-    A writer calls it holding the write pool's one slot, before it writes: any other
-    writer job still alive then belongs to a try that was killed (SIGKILL, lost worker)
-    and left it running in BigQuery, where it could commit beside this write. `writers`:
-    DAG id -> its writing task. Jobs list only by time and state (no label filter in
-    jobs.list): the labels are matched here. Raises if one has not ended after `wait_s`.
-    """
-    wanted = {(label_value(dag), label_value(task)) for dag, task in writers.items()}
-    since = datetime.now(UTC) - env.BQ_JOB_TIMEOUT - env.BQ_JOB_LOOKBACK_MARGIN
-    alive = [
-        job
-        for state in ("pending", "running")
-        for job in bq.list_jobs(state_filter=state, min_creation_time=since)
-        if (job.labels.get("dag"), job.labels.get("task")) in wanted and job.job_id not in _STARTED
-    ]
-    for job in alive:
-        log.warning("a dead try's BigQuery job is still %s: %s %s", job.state, job.job_id,
-                    job.labels)  # fmt: skip
-        job.cancel(client=bq)
-    deadline = time.monotonic() + wait_s
-    for job in alive:
-        job.reload(client=bq)
-        while job.state != "DONE":
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"BigQuery job {job.job_id} of an earlier try is still {job.state} "
-                    f"{wait_s:.0f} s after it was cancelled: not writing beside it. The next "
-                    "try checks again; the job ends at its job timeout at the latest"
-                )
-            time.sleep(_CANCEL_POLL_S)
-            job.reload(client=bq)
-    return [job.job_id for job in alive]
 
 
 def _parameter(

@@ -4,7 +4,7 @@ Airflow 3's task runner calls the operator's `on_kill` when the task process get
 (the supervisor forwards it: a worker shutting down, a task cleared or marked failed while
 running) and after an execution timeout. A plain @task's `on_kill` does nothing, so a job
 it waits for would go on in BigQuery. SIGKILL and a lost worker leave no one to cancel:
-the next writer does (`bigquery.end_dead_writes`), and the job timeout bounds the rest.
+the next writer does (`bigquery_jobs.end_dead_writes`), and the job timeout bounds the rest.
 
 No BigQuery import here: DAG files import this at parse time.
 """
@@ -24,9 +24,9 @@ class BigQueryTaskOperator(_PythonDecoratedOperator):
     custom_operator_name = "@bigquery_task"
 
     def on_kill(self) -> None:
-        from dag_utils import bigquery
+        from dag_utils import bigquery_jobs
 
-        cancelled = bigquery.cancel_started_jobs()
+        cancelled = bigquery_jobs.cancel_started_jobs()
         self.log.warning("on_kill cancelled BigQuery jobs: %s", cancelled or "none running")
 
 
@@ -40,8 +40,8 @@ def bigquery_task(python_callable: Callable | None = None, **kwargs: Any):
 @contextlib.contextmanager
 def jobs_of(ti: Any, window_start: datetime | None) -> Iterator[None]:
     """Label the block's BigQuery jobs with this task try and its window."""
-    from dag_utils import bigquery
+    from dag_utils import bigquery_jobs
 
-    context = bigquery.JobContext(ti.dag_id, ti.task_id, window_start, ti.try_number)
-    with bigquery.jobs_for(context):
+    context = bigquery_jobs.JobContext(ti.dag_id, ti.task_id, window_start, ti.try_number)
+    with bigquery_jobs.jobs_for(context):
         yield

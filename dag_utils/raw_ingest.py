@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 
 import env
-from dag_utils import bigquery, sql, tables
+from dag_utils import bigquery, bigquery_jobs, sql, tables
 from dag_utils.cdn_api import ENDPOINTS, CdnApiClient, ClientSettings, DomainMinute
 from dag_utils.windows import Window
 
@@ -187,7 +187,7 @@ def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[s
     First cancels any write a killed try left running (it could commit beside this one).
     """
     bq = bigquery.client()
-    bigquery.end_dead_writes(bq, env.BQ_WRITERS)
+    bigquery_jobs.end_dead_writes(bq, env.BQ_WRITERS)
     names = bigquery.table_ids()
     staged = [s["staging_table"] for s in shards]
     audit_key = {"window_start": window.start, "run_id": run_id}

@@ -17,7 +17,7 @@ import pytest
 from google.api_core.exceptions import BadRequest
 
 import env
-from dag_utils import bigquery, raw_ingest, transform
+from dag_utils import bigquery, bigquery_jobs, raw_ingest, transform
 from dag_utils.windows import Window
 from tests.airflow_runs import dag_bag
 from tests.conftest import TEST_DATASET, TOKEN
@@ -29,8 +29,8 @@ WINDOW = Window(W0, W0 + timedelta(minutes=5))
 RUN = "scheduled__2026-11-23T10:10:00+00:00"
 
 
-def context(dag_id: str, task_id: str, try_number: int) -> bigquery.JobContext:
-    return bigquery.JobContext(dag_id, task_id, W0, try_number)
+def context(dag_id: str, task_id: str, try_number: int) -> bigquery_jobs.JobContext:
+    return bigquery_jobs.JobContext(dag_id, task_id, W0, try_number)
 
 
 def wait_for(ready: Callable[[], object], timeout: float = 120) -> object:
@@ -50,20 +50,20 @@ def held_job(proxy: BigQueryFaultProxy) -> tuple[str, dict]:
 
 
 def killed_mid_job(
-    proxy: BigQueryFaultProxy, call: str, ctx: bigquery.JobContext, shards: list[dict] = ()
+    proxy: BigQueryFaultProxy, call: str, ctx: bigquery_jobs.JobContext, shards: list[dict] = ()
 ) -> str:
     """Run `call` (Python, with `window`, `run`, `shards` defined) as try 1 in a process of
     its own; SIGKILL it once its write job is running. The job's id."""
     code = f"""
 import json, sys
 from datetime import datetime
-from dag_utils import bigquery, raw_ingest, transform
+from dag_utils import bigquery_jobs, raw_ingest, transform
 from dag_utils.windows import Window
 args = json.loads(sys.argv[1])
 window = Window(*map(datetime.fromisoformat, args["window"]))
 run, shards = args["run"], args["shards"]
-ctx = bigquery.JobContext(args["dag"], args["task"], window.start, args["try"])
-with bigquery.jobs_for(ctx):
+ctx = bigquery_jobs.JobContext(args["dag"], args["task"], window.start, args["try"])
+with bigquery_jobs.jobs_for(ctx):
     {call}
 """
     args = {"window": [WINDOW.start.isoformat(), WINDOW.end.isoformat()], "run": RUN,
@@ -102,7 +102,7 @@ def test_a_publish_killed_while_its_job_runs_on_is_cancelled_by_the_retry_before
     publish = context(env.INGEST_DAG_ID, "publish_window", 1)
     dead = killed_mid_job(fresh_proxy, "raw_ingest.publish(window, run, shards)", publish, shards)
 
-    with bigquery.jobs_for(context(env.INGEST_DAG_ID, "publish_window", 2)):
+    with bigquery_jobs.jobs_for(context(env.INGEST_DAG_ID, "publish_window", 2)):
         raw_ingest.publish(WINDOW, RUN, shards)  # the window's first write
     committed = fresh_proxy.finish_held_jobs()  # had nothing cancelled it, it commits now
 
@@ -125,7 +125,7 @@ def test_a_transform_killed_while_its_job_runs_on_is_cancelled_by_the_retry_befo
     transform_try = context(env.TRANSFORM_DAG_ID, "transform_window", 1)
     dead = killed_mid_job(fresh_proxy, "transform.transform_window(window)", transform_try)
 
-    with bigquery.jobs_for(context(env.TRANSFORM_DAG_ID, "transform_window", 2)):
+    with bigquery_jobs.jobs_for(context(env.TRANSFORM_DAG_ID, "transform_window", 2)):
         summary = transform.transform_window(WINDOW)  # the window's first write
     committed = fresh_proxy.finish_held_jobs()
 
@@ -136,7 +136,7 @@ def test_a_transform_killed_while_its_job_runs_on_is_cancelled_by_the_retry_befo
 
 
 def test_a_job_says_which_task_try_and_window_started_it_and_has_a_job_timeout(bq) -> None:
-    with bigquery.jobs_for(context("Dev_CDN.raw-ingest", "publish_window", 3)):
+    with bigquery_jobs.jobs_for(context("Dev_CDN.raw-ingest", "publish_window", 3)):
         bigquery.query(bq, "SELECT 1 AS one", {})
     (job,) = [j for j in bq.list_jobs(max_results=20) if j.labels.get("try") == "3"]
     assert job.labels == {"dag": "dev_cdn_raw-ingest", "task": "publish_window",
@@ -165,7 +165,7 @@ def test_a_tasks_on_kill_cancels_the_job_it_waits_for(bq, fresh_proxy) -> None:
     def task() -> None:
         script = f"BEGIN TRANSACTION;\nINSERT INTO `{table}` VALUES (1);\nCOMMIT TRANSACTION;"
         try:
-            with bigquery.jobs_for(context(env.INGEST_DAG_ID, "publish_window", 1)):
+            with bigquery_jobs.jobs_for(context(env.INGEST_DAG_ID, "publish_window", 1)):
                 bigquery.query(bigquery.client(), script, {})
         except BaseException as error:  # noqa: BLE001 - what the task saw
             failures.append(error)

@@ -17,7 +17,7 @@ import pytest
 from google.api_core.exceptions import BadRequest
 
 import env
-from dag_utils import bigquery, bigquery_jobs, raw_ingest, transform
+from dag_utils import bigquery, bigquery_jobs, raw_ingest, tables, transform
 from dag_utils.windows import Window
 from tests.airflow_runs import dag_bag
 from tests.conftest import TEST_DATASET, TOKEN
@@ -156,17 +156,22 @@ def test_bigquery_refuses_a_label_it_would_refuse_in_production(bq) -> None:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_a_tasks_on_kill_cancels_the_job_it_waits_for(bq, fresh_proxy) -> None:
-    bq.create_dataset(f"local.{TEST_DATASET}")
-    table = f"local.{TEST_DATASET}.killed"
-    bq.query_and_wait(f"CREATE TABLE `{table}` (n INT64)")
-    fresh_proxy.hold_job(f"INSERT INTO `{table}`")
+    bigquery.ensure_tables(bq, tables.RAW)
+    raw = bigquery.table_ids()["raw"]
+    # A write of the raw table's (the check of sent SQL analyzes it against prod's tables).
+    script = (
+        "BEGIN TRANSACTION;\n"
+        f"INSERT INTO `{raw}` (minute, domain, complete, run_id, fetched_at)\n"
+        "VALUES (@minute, 'killed.example.net', FALSE, 'killed', @minute);\n"
+        "COMMIT TRANSACTION;"
+    )
+    fresh_proxy.hold_job(f"INSERT INTO `{raw}`")
     failures: list[BaseException] = []
 
     def task() -> None:
-        script = f"BEGIN TRANSACTION;\nINSERT INTO `{table}` VALUES (1);\nCOMMIT TRANSACTION;"
         try:
             with bigquery_jobs.jobs_for(context(env.INGEST_DAG_ID, "publish_window", 1)):
-                bigquery.query(bigquery.client(), script, {})
+                bigquery.query(bigquery.client(), script, {"minute": W0})
         except BaseException as error:  # noqa: BLE001 - what the task saw
             failures.append(error)
 
@@ -178,7 +183,7 @@ def test_a_tasks_on_kill_cancels_the_job_it_waits_for(bq, fresh_proxy) -> None:
 
     assert fresh_proxy.stats()["held_jobs"][job_id]["ended"] == "cancelled"
     assert [type(e) for e in failures] == [BadRequest] and "cancelled" in str(failures[0])
-    assert list(bq.query_and_wait(f"SELECT * FROM `{table}`")) == []
+    assert raw_rows(bq) == {}
 
 
 def test_the_cost_per_window_query_is_googlesql_against_information_schema_jobs() -> None:

@@ -89,6 +89,15 @@ def _retention_days(name: str) -> int | None:
 RAW_RETENTION_DAYS = _retention_days("RAW_RETENTION_DAYS")
 DASHBOARD_RETENTION_DAYS = _retention_days("DASHBOARD_RETENTION_DAYS")
 AUDIT_RETENTION_DAYS = _retention_days("AUDIT_RETENTION_DAYS")
+
+# Every BigQuery job has a job timeout (jobTimeoutMs, counted from its creation) shorter
+# than its task's execution timeout: a job outlives its task by little even when nothing
+# is left to cancel it. A writer cancels a dead try's jobs and waits at most
+# BQ_CANCEL_WAIT_S for them to end; it lists jobs created since the job timeout (and a
+# margin) ago, as older ones have been stopped by BigQuery.
+BQ_JOB_TIMEOUT = timedelta(minutes=float(_setting("BQ_JOB_TIMEOUT_MIN", "10")))
+BQ_CANCEL_WAIT_S = float(_setting("BQ_CANCEL_WAIT_S", "120"))
+BQ_JOB_LOOKBACK_MARGIN = timedelta(minutes=30)
 STAGING_TABLE_PREFIX = "_staging_raw_"  # one per run, expires after STAGING_EXPIRATION
 STAGING_EXPIRATION = timedelta(days=1)
 
@@ -146,6 +155,9 @@ ALERT_DAG_ID = f"{DAG_PREFIX}cdn_data_alert"
 # Pools one DAG shares with another, and the other DAG's tasks on them: the ingest's
 # missing-pool watch counts those holders too (a busy pool is not a missing one).
 SHARED_POOLS = {BQ_WRITE_POOL: {TRANSFORM_DAG_ID: ("transform_window",)}}
+# The tasks that write under that pool's slot, DAG id -> task: before writing, each
+# cancels whatever jobs of theirs a killed try left running (dag_utils.bigquery).
+BQ_WRITERS = {INGEST_DAG_ID: "publish_window", TRANSFORM_DAG_ID: "transform_window"}
 # The transform waits for the ingest run of its window to finish, failed or not, then
 # transforms whatever is there; past this it transforms anyway.
 INGEST_WAIT = timedelta(seconds=float(_setting("INGEST_WAIT_S", "1800")))
@@ -216,3 +228,11 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=5),
     "execution_timeout": timedelta(minutes=15),
 }
+if (
+    BQ_JOB_TIMEOUT.total_seconds() + BQ_CANCEL_WAIT_S
+    >= DEFAULT_ARGS["execution_timeout"].total_seconds()
+):
+    raise ValueError(
+        "CDN_BQ_JOB_TIMEOUT_MIN plus CDN_BQ_CANCEL_WAIT_S must stay under the tasks' "
+        "execution timeout: a job must never outlive the task that waits for it"
+    )

@@ -14,6 +14,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 import env
+from dag_utils import bigquery_jobs
 from dag_utils.tables import Column, TableSpec
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -176,9 +177,13 @@ def load_parquet(bq: bigquery.Client, path: Path, table: str, columns: Sequence[
         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
     )
+    config.labels, config.job_timeout_ms = bigquery_jobs.settings()
     with path.open("rb") as source:
-        job = bq.load_table_from_file(source, table, job_config=config)
-    job.result()
+        job = bq.load_table_from_file(
+            source, table, job_config=config, job_id_prefix=bigquery_jobs.id_prefix()
+        )
+    with bigquery_jobs.running(job):
+        job.result(timeout=bigquery_jobs.RESULT_TIMEOUT_S)
     return int(job.output_rows or 0)
 
 
@@ -191,8 +196,20 @@ def query_rows(
     bq: bigquery.Client, sql: str, params: Mapping[str, Any], page_size: int | None = None
 ) -> Iterator[bigquery.Row]:
     """Run a query and wait for it; its rows, fetched a page at a time as they are read."""
-    config = bigquery.QueryJobConfig(query_parameters=[_parameter(k, v) for k, v in params.items()])
-    rows = bq.query_and_wait(sql, job_config=config, location=env.BQ_LOCATION, page_size=page_size)
+    labels, timeout_ms = bigquery_jobs.settings()
+    config = bigquery.QueryJobConfig(
+        query_parameters=[_parameter(k, v) for k, v in params.items()],
+        labels=labels,
+        job_timeout_ms=timeout_ms,
+    )
+    job = bq.query(
+        sql,
+        job_config=config,
+        job_id_prefix=bigquery_jobs.id_prefix(),
+        location=env.BQ_LOCATION,
+    )
+    with bigquery_jobs.running(job):
+        rows = job.result(page_size=page_size, timeout=bigquery_jobs.RESULT_TIMEOUT_S)
     return iter(rows)
 
 

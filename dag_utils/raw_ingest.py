@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 
 import env
-from dag_utils import bigquery, sql, tables
+from dag_utils import bigquery, bigquery_jobs, sql, tables
 from dag_utils.cdn_api import ENDPOINTS, CdnApiClient, ClientSettings, DomainMinute
 from dag_utils.windows import Window
 
@@ -182,8 +182,12 @@ def fetch_shard(
 
 
 def publish(window: Window, run_id: str, shards: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write the shards' staged rows into the raw table and the audit row, in one transaction."""
+    """Write the shards' staged rows into the raw table and the audit row, in one transaction.
+
+    First cancels any write a killed try left running (it could commit beside this one).
+    """
     bq = bigquery.client()
+    bigquery_jobs.end_dead_writes(bq, env.BQ_WRITERS)
     names = bigquery.table_ids()
     staged = [s["staging_table"] for s in shards]
     audit_key = {"window_start": window.start, "run_id": run_id}

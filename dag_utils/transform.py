@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import env
-from dag_utils import bigquery, sql, tables
+from dag_utils import bigquery, bigquery_jobs, sql, tables
 from dag_utils.windows import Window
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,10 @@ def transform_window(window: Window) -> dict[str, Any]:
     """Rewrite the window's dashboard rows and those of pending ingest runs, atomically.
 
     Runs under the single slot of the write pool, so no run publishes between reading
-    the pending runs and taking them.
+    the pending runs and taking them; first cancels any write a killed try left running.
     """
     bq = bigquery.client()
+    bigquery_jobs.end_dead_writes(bq, env.BQ_WRITERS)
     bigquery.ensure_tables(bq, tables.RAW, tables.AUDIT, tables.DASHBOARD)
     names = bigquery.table_ids()
     follow_since = window.start - env.DASHBOARD_FOLLOW

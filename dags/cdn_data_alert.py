@@ -17,6 +17,7 @@ from airflow.sdk import BaseHook, Variable, dag, task
 
 import env
 from dag_utils import assets
+from dag_utils.bigquery_task import bigquery_task, jobs_of
 from dag_utils.tokens import rejected_token_fails_now
 from dag_utils.variables import set_json_checked
 from dag_utils.windows import window_of
@@ -33,11 +34,13 @@ from dag_utils.windows import window_of
     doc_md=__doc__,
 )
 def cdn_data_alert() -> None:
-    @task(inlets=[assets.RAW, assets.DASHBOARD])
-    def check_window(dag_run=None) -> dict:
+    @bigquery_task(inlets=[assets.RAW, assets.DASHBOARD])
+    def check_window(dag_run=None, ti=None) -> dict:
         from dag_utils import alerting  # BigQuery: in the task, never at parse time
 
-        return alerting.as_dict(alerting.check_window(window_of(dag_run.conf)))
+        window = window_of(dag_run.conf)
+        with jobs_of(ti, window.start):
+            return alerting.as_dict(alerting.check_window(window))
 
     @task
     def notify(check: dict, dag_run=None) -> str:

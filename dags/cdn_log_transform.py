@@ -13,6 +13,7 @@ from airflow.sdk import dag, task
 
 import env
 from dag_utils import assets, handoff, tables
+from dag_utils.bigquery_task import bigquery_task, jobs_of
 from dag_utils.schedule import windowed_dag_args, windows
 from dag_utils.windows import window_for
 
@@ -36,19 +37,20 @@ def cdn_log_transform() -> None:
         """The ingest run of the same window has ended, successfully or not."""
         return handoff.ingest_ended(ti, logical_date)
 
-    @task(
+    @bigquery_task(
         pool=env.BQ_WRITE_POOL,
         trigger_rule="all_done",
         inlets=[assets.RAW],
         outlets=[assets.DASHBOARD],
     )
     def transform_window(
-        data_interval_start=None, data_interval_end=None, outlet_events=None
+        data_interval_start=None, data_interval_end=None, outlet_events=None, ti=None
     ) -> dict:
         from dag_utils import transform  # BigQuery: in the task, never at parse time
 
         window = window_for(data_interval_start, data_interval_end)
-        summary = transform.transform_window(window)
+        with jobs_of(ti, window.start):
+            summary = transform.transform_window(window)
         assets.record_writes(outlet_events, (tables.DASHBOARD,), window)
         return summary
 

@@ -20,6 +20,7 @@ from airflow.sdk import BaseHook, dag, get_current_context, task
 
 import env
 from dag_utils import assets, pools, tables
+from dag_utils.bigquery_task import bigquery_task, jobs_of
 from dag_utils.schedule import windowed_dag_args, windows
 from dag_utils.tokens import rejected_token_fails_now
 from dag_utils.windows import window_for
@@ -49,28 +50,30 @@ def cdn_raw_ingest() -> None:
         with rejected_token_fails_now(env.CDN_API_CONN_ID):
             return raw_ingest.plan_shards(*_api())
 
-    @task(pool=env.CDN_API_POOL)
+    @bigquery_task(pool=env.CDN_API_POOL)
     def fetch_shard(
         domains: list[str], data_interval_start=None, data_interval_end=None, run_id=None, ti=None
     ) -> dict:
         from dag_utils import raw_ingest
 
         window = window_for(data_interval_start, data_interval_end)
-        with rejected_token_fails_now(env.CDN_API_CONN_ID):
+        with rejected_token_fails_now(env.CDN_API_CONN_ID), jobs_of(ti, window.start):
             return raw_ingest.fetch_shard(window, run_id, ti.map_index, domains, *_api())
 
-    @task(pool=env.BQ_WRITE_POOL, outlets=[assets.RAW, assets.AUDIT])
+    @bigquery_task(pool=env.BQ_WRITE_POOL, outlets=[assets.RAW, assets.AUDIT])
     def publish_window(
         shards: list[dict],
         data_interval_start=None,
         data_interval_end=None,
         run_id=None,
         outlet_events=None,
+        ti=None,
     ) -> dict:
         from dag_utils import raw_ingest
 
         window = window_for(data_interval_start, data_interval_end)
-        summary = raw_ingest.publish(window, run_id, list(shards))
+        with jobs_of(ti, window.start):
+            summary = raw_ingest.publish(window, run_id, list(shards))
         assets.record_writes(outlet_events, (tables.RAW, tables.AUDIT), window)
         return summary
 

@@ -14,14 +14,23 @@ show it under "held" with the client's port, so the process that sent it can be 
 and killed at exactly that point. POST /_proxy/release {"forward": true} then sends it
 on (BigQuery runs a job whose client died) or, with false, drops it (the client died
 before sending it).
+
+A held job is one level up: POST /_proxy/hold_job {"containing": "INSERT INTO"} makes the
+next job whose body contains the text go on running after its caller is gone, until a
+jobs.cancel rolls it back or POST /_proxy/finish_held_jobs commits it (see
+tools/bigquery_held_jobs.py); stats list them under "held_jobs". Every job's labels are
+checked as BigQuery checks them: a job with a label it would refuse answers HTTP 400.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from aiohttp import ClientSession, web
+
+from tools.bigquery_held_jobs import HeldJobs
 
 INJECTED_ERROR = {
     "code": 400,
@@ -35,6 +44,34 @@ REFUSED_CREATION = {
     "status": "PERMISSION_DENIED",
     "errors": [{"reason": "accessDenied", "message": "Access Denied"}],
 }
+MAX_LABEL_CHARS = 63
+MAX_LABELS = 64
+
+
+def refused_labels(body: bytes) -> str | None:
+    """Why BigQuery would refuse the job's labels (Labels requirements); None if it would not.
+
+    Keys and values: at most 63 characters, lowercase letters, digits, _ and -
+    (international characters allowed); a key starts with a letter; values may be empty.
+    """
+    try:
+        job = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    labels = (job.get("configuration") or {}).get("labels") or job.get("labels") or {}
+    if len(labels) > MAX_LABELS:
+        return f"a job may have at most {MAX_LABELS} labels"
+    for key, value in labels.items():
+        for text in (key, value or ""):
+            allowed = all(c in "_-" or c.isdigit() or (c.isalpha() and c == c.lower())
+                          for c in text)  # fmt: skip
+            if len(text) > MAX_LABEL_CHARS or not allowed:
+                return f"Label {key!r}: {text!r} is not a valid label key or value"
+        if not key or not (key[0].isalpha() and key[0] == key[0].lower()):
+            return f"Label key {key!r} must start with a lowercase letter"
+    return None
+
+
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
@@ -43,6 +80,7 @@ def build_app(upstream: str) -> web.Application:
              "refuse_dataset_creation": False, "refused": 0}  # fmt: skip
     app = web.Application(client_max_size=1024**3)
     holds: dict = {"armed": None, "release": None}
+    held_jobs = HeldJobs(upstream)
 
     async def fail(request: web.Request) -> web.Response:
         body = await request.json()
@@ -55,7 +93,14 @@ def build_app(upstream: str) -> web.Application:
         return web.json_response(state)
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response(state)
+        return web.json_response(state | {"held_jobs": held_jobs.stats()})
+
+    async def hold_job(request: web.Request) -> web.Response:
+        held_jobs.armed = str((await request.json())["containing"])
+        return web.json_response({"held_jobs": held_jobs.stats()})
+
+    async def finish_held_jobs(_: web.Request) -> web.Response:
+        return web.json_response({"committed": await held_jobs.finish()})
 
     async def hold(request: web.Request) -> web.Response:
         body = await request.json()
@@ -100,6 +145,14 @@ def build_app(upstream: str) -> web.Application:
             state["times"] -= 1
             state["failed"] += 1
             return web.json_response({"error": INJECTED_ERROR}, status=400)
+        if is_job and (refusal := refused_labels(body)):
+            error = {"code": 400, "message": refusal, "status": "INVALID_ARGUMENT",
+                     "errors": [{"reason": "invalid", "message": refusal}]}  # fmt: skip
+            return web.json_response({"error": error}, status=400)
+        if held_jobs.takes(request, body):
+            return await held_jobs.start(request)
+        if (answer := await held_jobs.answer(request)) is not None:
+            return answer
         if to_hold(request, body) and not await held(request):
             return web.json_response({"error": INJECTED_ERROR}, status=503)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
@@ -111,7 +164,7 @@ def build_app(upstream: str) -> web.Application:
             return web.Response(status=answer.status, body=payload, headers=out)
 
     async def session(app: web.Application):
-        app["session"] = ClientSession(auto_decompress=True)
+        app["session"] = held_jobs.session = ClientSession(auto_decompress=True)
         yield
         await app["session"].close()
 
@@ -121,6 +174,8 @@ def build_app(upstream: str) -> web.Application:
     app.router.add_get("/_proxy/stats", stats)
     app.router.add_post("/_proxy/hold", hold)
     app.router.add_post("/_proxy/release", release)
+    app.router.add_post("/_proxy/hold_job", hold_job)
+    app.router.add_post("/_proxy/finish_held_jobs", finish_held_jobs)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
 

@@ -106,9 +106,9 @@ def run(
             "CDN_LATE_DATA_HORIZON_MIN": str(horizon_min),
             "CDN_RETRY_DELAY_S": "5",
             "CDN_API_BACKOFF_S": "0.25",  # production's, whatever the caller's environment
-            # A publish may take the injected job failure and two kills: three retries, as
-            # in production (pytest's own default of one would make the third fault fatal).
-            "CDN_TASK_RETRIES": "3",
+            # A publish may take the injected job failure and three kills (the crashes may
+            # all fall on one task's tries): four retries (pytest's own default is one).
+            "CDN_TASK_RETRIES": "4",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         }
         try:

@@ -5,10 +5,14 @@ there it waits; the process that sent it is found from the connection (its port 
 /proc/net/tcp, the socket's inode under /proc/<pid>/fd) and must be an Airflow task
 process (`airflow worker -- <task instance id>`). It is SIGKILLed, then the request is
 released: forwarded (BigQuery runs a job whose client died) or dropped (the client died
-before sending it). Killing only the task process leaves its supervisor to report the
-failure (a task retry); killing the supervisor too leaves nobody, so the scheduler's
-task instance heartbeat timeout fails the try. Last, the scheduler is restarted during
-the catch-up. Runs in a thread beside the chaos run's own loop.
+before sending it). A job crash goes one level up: the proxy keeps the write job running
+after its task is killed (tools/bigquery_held_jobs.py), as BigQuery does; the next writer
+must cancel it before it writes. Once the killed task's retry has ended, whatever still
+runs commits, so a missing cancel shows as duplicated rows. Killing only the task
+process leaves its supervisor to report the failure (a task retry); killing the supervisor
+too leaves nobody, so the scheduler's task instance heartbeat timeout fails the try.
+Last, the scheduler is restarted during the catch-up. Runs in a thread beside the chaos
+run's own loop.
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ class TaskCrash:
     method: str
     forward: bool  # send the held request on once its client is dead
     with_supervisor: bool  # kill the supervisor too: nobody reports the kill
+    job_runs_on: bool = False  # the proxy keeps the task's job running after the kill
     task: dict[str, Any] = field(default_factory=dict)  # the killed task instance
     killed_at: datetime | None = None
+    job: str = ""  # the job left running, and how it ended
+    job_ended: str = ""
 
 
 def task_crashes(raw_table: str) -> list[TaskCrash]:
@@ -49,6 +56,9 @@ def task_crashes(raw_table: str) -> list[TaskCrash]:
                   forward=True, with_supervisor=False),
         TaskCrash("SIGKILL publish_window while its transaction runs",
                   f"INSERT INTO `{raw_table}`", "POST", forward=True, with_supervisor=False),
+        TaskCrash("SIGKILL publish_window, its job running on in BigQuery past the retry",
+                  f"INSERT INTO `{raw_table}`", "POST", forward=False, with_supervisor=False,
+                  job_runs_on=True),
         TaskCrash("SIGKILL publish_window (and its supervisor) between commit and cleanup",
                   env.STAGING_TABLE_PREFIX, "DELETE", forward=False, with_supervisor=True),
     ]  # fmt: skip
@@ -70,8 +80,12 @@ class Crashes(threading.Thread):
     def run(self) -> None:
         try:
             for crash in self.crashes:
-                self._crash_task(crash)
+                if crash.job_runs_on:
+                    self._crash_job(crash)
+                else:
+                    self._crash_task(crash)
             self._wait(self._killed_tasks_left_running, "the killed tasks to be failed")
+            self._end_jobs_left_running()
             self._wait(lambda: self._transforms_finished() >= self.restart_after, "the catch-up")
             self._restart_scheduler()
         except Exception as error:  # noqa: BLE001 - re-raised by check() in the main thread
@@ -94,6 +108,44 @@ class Crashes(threading.Thread):
             forward = crash.forward
         finally:
             self.proxy.release(forward=forward)
+
+    def _crash_job(self, crash: TaskCrash) -> None:
+        """Kill the task while it waits for its job; the job runs on in the proxy."""
+        self.proxy.hold_job(crash.containing)
+        for _ in range(5):  # the poll may end between the stats and the kill: look again
+            self._wait(lambda: self._polled_job() is not None, f"a job for: {crash.label}")
+            crash.job, port = self._polled_job() or ("", 0)
+            try:
+                self._kill(crash, port)
+                return
+            except RuntimeError as error:
+                if "hold the connection" not in str(error):
+                    raise
+        raise RuntimeError(f"could not find the process polling {crash.job}")
+
+    def _polled_job(self) -> tuple[str, int] | None:
+        """The held job still running and a port its caller polls it on."""
+        for job_id, job in self.proxy.stats()["held_jobs"].items():
+            if not job["ended"] and job["client_port"]:
+                return job_id, job["client_port"]
+        return None
+
+    def _end_jobs_left_running(self) -> None:
+        """Once each killed try's retry has ended, what still runs commits: BigQuery
+        would have run it to its end, beside the retry's write."""
+        for crash in self.crashes:
+            if crash.job_runs_on:
+                self._wait(lambda c=crash: self._retried(c), f"the retry of: {crash.label}")
+        self.proxy.finish_held_jobs()
+        held = self.proxy.stats()["held_jobs"]
+        for crash in self.crashes:
+            if crash.job_runs_on:
+                crash.job_ended = held[crash.job]["ended"]
+
+    def _retried(self, crash: TaskCrash) -> bool:
+        last = self._tries(crash)[-1]
+        return last["try_number"] > crash.task["try_number"] and last["state"] in (
+            "success", "failed")  # fmt: skip
 
     def _kill(self, crash: TaskCrash, client_port: int) -> None:
         pid = connected_process(client_port, urlsplit(self.proxy.url).port)
@@ -165,6 +217,7 @@ class Crashes(threading.Thread):
             c.task
             and self._tries(c)[-1]["state"] == "success"
             and self._timed_out(c) == c.with_supervisor
+            and c.job_ended == ("cancelled" if c.job_runs_on else "")
             for c in self.crashes
         )
 
@@ -212,8 +265,9 @@ class Crashes(threading.Thread):
             delay = datetime.fromisoformat(retried[0]["start_date"]) - crash.killed_at
             after = f", try {retried[0]['try_number']} started {delay.total_seconds():.0f} s later"
         shard = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
+        job = f", the job it left running {crash.job_ended or 'not ended'}" if crash.job else ""
         return (
-            f"{how}: try {crash.task['try_number']} {killed.get('state')}{after}, "
+            f"{how}: try {crash.task['try_number']} {killed.get('state')}{after}{job}, "
             f"final {tries[-1]['state']} ({ti['task_id']}{shard} of {ti['dag_run_id']})"
         )
 

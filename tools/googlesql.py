@@ -313,12 +313,27 @@ def bigquery_language_options() -> options_pb2.LanguageOptionsProto:
 def _table(name: str, schema: Iterable[SchemaField]) -> simple_table_pb2.SimpleTableProto:
     return simple_table_pb2.SimpleTableProto(
         name=name,
-        column=[
-            simple_table_pb2.SimpleColumnProto(
-                name=f.name, type=bigquery_type(f.field_type, array=f.mode == "REPEATED")
-            )
-            for f in schema
-        ],
+        column=[simple_table_pb2.SimpleColumnProto(name=f.name, type=_type(f)) for f in schema],
+    )
+
+
+def _type(field: SchemaField) -> type_pb2.TypeProto:
+    """A column's type; a RECORD (STRUCT) from its sub-fields, REPEATED as an ARRAY."""
+    if field.field_type.upper() not in ("RECORD", "STRUCT"):
+        return bigquery_type(field.field_type, array=field.mode == "REPEATED")
+    struct = type_pb2.TypeProto(
+        type_kind=type_pb2.TYPE_STRUCT,
+        struct_type=type_pb2.StructTypeProto(
+            field=[
+                type_pb2.StructFieldProto(field_name=f.name, field_type=_type(f))
+                for f in field.fields
+            ]
+        ),
+    )
+    if field.mode != "REPEATED":
+        return struct
+    return type_pb2.TypeProto(
+        type_kind=type_pb2.TYPE_ARRAY, array_type=type_pb2.ArrayTypeProto(element_type=struct)
     )
 
 

@@ -171,6 +171,14 @@ class BigQueryFaultProxy(ControlledServer):
         """Send the held request on to BigQuery, or drop it."""
         return self._control("POST", "release", {"forward": forward})
 
+    def hold_job(self, containing: str) -> dict[str, Any]:
+        """Keep the next job with the text in its body running after its caller is gone."""
+        return self._control("POST", "hold_job", {"containing": containing})
+
+    def finish_held_jobs(self) -> list[str]:
+        """Commit the held jobs nothing cancelled; their ids."""
+        return self._control("POST", "finish_held_jobs")["committed"]
+
 
 class SlackStandIn(ControlledServer):
     """The Slack Web API stand-in; `api_url` is what WebClient takes as base_url."""

@@ -38,6 +38,7 @@ def trigger_alert_state(airflow: AirflowStack, run: dict) -> str:
     return next(ti["state"] for ti in tis if ti["task_id"] == "trigger_alert")
 
 
+@pytest.mark.timeout(900)  # two transform runs and an alert run, then about 15 page views
 def test_the_ui_toggle_switches_alerting_off_and_on_and_every_main_view_loads(
     sim, bq, tmp_path, metadata_db
 ) -> None:

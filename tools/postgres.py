@@ -174,12 +174,12 @@ def tables_containing(url: str, texts: Iterable[str]) -> list[str]:
         for (table,) in cursor.fetchall():
             query = sql.SQL("SELECT 1 FROM {} AS t WHERE strpos(t::text, %s) > 0 LIMIT 1")
             query = query.format(sql.Identifier(table))
-            if any(_first_row(cursor, query, text) for text in texts):
+            if any(_has_row(cursor, query, text) for text in texts):
                 found.append(table)
     return found
 
 
-def _first_row(cursor: psycopg2.extensions.cursor, query: sql.Composed, text: str) -> bool:
+def _has_row(cursor: psycopg2.extensions.cursor, query: sql.Composed, text: str) -> bool:
     cursor.execute(query, (text,))
     return cursor.fetchone() is not None
 

@@ -86,33 +86,37 @@ def every_main_view_loads(page: Page, airflow: AirflowStack, run: dict, shots) -
 
     def loaded(view: str) -> None:
         page.screenshot(path=str(shots / f"{view}.png"))
-        assert (error_messages(page), failed) == ([], []), shots / f"{view}.png"
+        shown = error_messages(page)  # a failed call can leave no message: `failed` sees it
+        assert (shown, failed) == ([], []), f"{view}: {shown} {failed} ({shots}/{view}.png)"
 
     open_view(page, f"{airflow.url}/dags", env.ALERT_DAG_ID)
-    assert all(page.get_by_text(dag_id, exact=True).count() for dag_id in DAGS)
     loaded("dag-list")
+    assert all(page.get_by_text(dag_id, exact=True).count() for dag_id in DAGS)
     for dag_id, task_id in DAGS.items():
         open_view(page, f"{airflow.url}/dags/{dag_id}", dag_id)
         page.get_by_role("button", name="Show Grid").click()
         page.get_by_test_id(f"task-{task_id}").wait_for()
         loaded(f"{dag_id}-grid")
-        assert any(node.startswith(task_id) for node in dag_graph(page, airflow.url, dag_id))
+        nodes = dag_graph(page, airflow.url, dag_id)
         loaded(f"{dag_id}-graph")
+        assert any(node.startswith(task_id) for node in nodes), nodes
 
     # The DAG dependencies view: the DAGs and the tables they write (Airflow's own query).
     nodes = dag_graph(page, airflow.url, env.TRANSFORM_DAG_ID, "All Dag Dependencies")
-    assert {env.TRANSFORM_DAG_ID, TABLES[env.DASHBOARD_TABLE]} <= set(nodes), nodes
     loaded("dependencies")
+    assert {env.TRANSFORM_DAG_ID, TABLES[env.DASHBOARD_TABLE]} <= set(nodes), nodes
 
     open_view(page, f"{airflow.url}/assets", TABLES[env.RAW_TABLE])
-    assert all(page.get_by_text(table, exact=True).count() for table in TABLES.values())
     loaded("assets")
+    assert all(page.get_by_text(table, exact=True).count() for table in TABLES.values())
     page.get_by_text(TABLES[env.RAW_TABLE], exact=True).click()
     page.get_by_role("button", name="Task Dependencies").wait_for()
-    assert {env.INGEST_DAG_ID, TABLES[env.RAW_TABLE]} <= set(graph_nodes(page))  # scheduling
+    nodes = graph_nodes(page)  # the Scheduling graph
     loaded("raw-asset-scheduling")
+    assert {env.INGEST_DAG_ID, TABLES[env.RAW_TABLE]} <= set(nodes), nodes
     page.get_by_role("button", name="Task Dependencies").click()
     lineage = set(graph_nodes(page))  # each task node: "<task_id> <dag_id>"
+    loaded("raw-asset-lineage")
     assert {
         f"publish_window {env.INGEST_DAG_ID}",
         TABLES[env.RAW_TABLE],
@@ -120,7 +124,6 @@ def every_main_view_loads(page: Page, airflow: AirflowStack, run: dict, shots) -
         TABLES[env.DASHBOARD_TABLE],
         f"check_window {env.ALERT_DAG_ID}",
     } <= lineage, lineage
-    loaded("raw-asset-lineage")
 
     task_page = f"{airflow.url}/dags/{env.TRANSFORM_DAG_ID}/runs/{run['dag_run_id']}"
     open_view(page, f"{task_page}/tasks/transform_window", "dashboard window written")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow.sdk import AssetAlias, CronDataIntervalTimetable
+from airflow.sdk import Asset, CronDataIntervalTimetable
 from airflow.sdk.definitions.timetables.simple import NullTimetable
 
 import env
@@ -93,12 +93,12 @@ def test_lineage_runs_from_the_raw_table_through_the_dashboard_to_the_alert_chec
     bag = dag_bag()
     ids = (env.INGEST_DAG_ID, env.TRANSFORM_DAG_ID, env.ALERT_DAG_ID)
     ingest, transform, alert = (bag.dags[dag_id] for dag_id in ids)
-    table = f"{env.GCP_PROJECT}.{env.BQ_DATASET}.{{}}".format
+    table = f"bigquery://{env.GCP_PROJECT}/{env.BQ_DATASET}/{{}}".format
     raw, audit, dashboard = table(env.RAW_TABLE), table(env.AUDIT_TABLE), table(env.DASHBOARD_TABLE)
 
-    def names(aliases: list) -> set[str]:
-        assert all(isinstance(alias, AssetAlias) for alias in aliases)
-        return {alias.name for alias in aliases}
+    def names(declared: list) -> set[str]:
+        assert all(isinstance(asset, Asset) for asset in declared)  # listed on the Assets page
+        return {asset.uri for asset in declared}
 
     publish = ingest.get_task("publish_window")
     assert names(publish.outlets) == {raw, audit}
@@ -109,8 +109,13 @@ def test_lineage_runs_from_the_raw_table_through_the_dashboard_to_the_alert_chec
     assert sum(len(task.outlets) for task in tasks) == 3  # no other task claims a table
 
 
-def test_a_table_asset_has_the_google_providers_bigquery_uri_unchanged_by_its_sanitizer() -> None:
-    asset = assets.table_asset(tables.RAW)
-    assert asset.uri == f"bigquery://{env.GCP_PROJECT}/{env.BQ_DATASET}/{env.RAW_TABLE}"
-    assert asset.normalized_uri == asset.uri  # the provider's handler accepts it as it is
-    assert asset.name == assets.table_alias(tables.RAW).name
+@pytest.mark.parametrize("spec", [tables.RAW, tables.AUDIT, tables.DASHBOARD], ids=lambda s: s.name)
+def test_a_table_asset_is_what_airflow_and_the_google_provider_make_of_its_uri(
+    spec: tables.TableSpec,
+) -> None:
+    asset = assets.table_asset(spec)
+    assert asset.uri == f"bigquery://{env.GCP_PROJECT}/{env.BQ_DATASET}/{spec.name}"
+    assert asset.name == f"{env.GCP_PROJECT}.{env.BQ_DATASET}.{spec.name}"
+    sanitized = Asset(name=asset.name, uri=asset.uri, group=asset.group, extra=asset.extra)
+    assert sanitized == asset  # the sanitizer, with the provider's handler, keeps it as it is
+    assert asset.normalized_uri == asset.uri

@@ -91,7 +91,19 @@ def up() -> None:
         down(quiet=True)
         raise
     print(f"\nAirflow UI: {airflow.url}  (login {USER} / {PASSWORD}). Everything keeps running;")
+    print(ui_guide(airflow.url))
     print("pause cdn_data_alert there to switch alerting off. `make demo-down` stops it all.")
+
+
+def ui_guide(url: str) -> str:
+    """Where in the Airflow UI to see where the data goes."""
+    return "\n".join([
+        f"  Assets            {url}/assets: the three tables. Open one for its graph,",
+        "                    Scheduling (DAG -> table) or Task Dependencies (raw table ->",
+        "                    transform -> dashboard table -> alert check), and its events",
+        f"  DAG dependencies  {url}/dags/{env.TRANSFORM_DAG_ID}: Graph, Options (gear),",
+        "                    Dependencies: All Dag Dependencies (each DAG, the tables it writes)",
+    ])  # fmt: skip
 
 
 def provision(airflow: AirflowStack, provisioning: dict, addresses: dict[str, str]) -> None:

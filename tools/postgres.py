@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-import psycopg
-from psycopg import sql
+import psycopg2
+from psycopg2 import sql
 
 from tools.local_servers import free_port
 
@@ -55,8 +55,10 @@ class PostgresServer:
         return (self.root / ".password").read_text()
 
     def url(self, database: str = "postgres") -> str:
-        """The SQLAlchemy URL of one of its databases (psycopg 3)."""
-        return f"postgresql+psycopg://{SUPERUSER}:{self._password}@127.0.0.1:{self.port}/{database}"
+        """The SQLAlchemy URL of one of its databases (psycopg2, as on Composer)."""
+        return (
+            f"postgresql+psycopg2://{SUPERUSER}:{self._password}@127.0.0.1:{self.port}/{database}"
+        )
 
     def start(self, timeout: float = 60) -> Self:
         if not (BIN / "postgres").exists():
@@ -102,9 +104,9 @@ class PostgresServer:
 
     def _accepts_connections(self) -> bool:
         try:
-            with psycopg.connect(self._dsn(), connect_timeout=2):
-                return True
-        except psycopg.OperationalError:
+            psycopg2.connect(self._dsn(), connect_timeout=2).close()
+            return True
+        except psycopg2.OperationalError:
             return False
 
     def _dsn(self, database: str = "postgres") -> str:
@@ -114,8 +116,10 @@ class PostgresServer:
         """A new, empty database; its SQLAlchemy URL."""
         self._databases += 1
         name = f"{prefix}_{self._databases}"
-        with psycopg.connect(self._dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        with _connection(self._dsn()) as conn:
+            conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+            with conn.cursor() as cursor:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
 
     def stop(self) -> None:
@@ -137,35 +141,47 @@ class PostgresServer:
 
 
 def airflow_database_settings(url: str) -> dict[str, str]:
-    """Airflow's settings for a metadata DB URL: both engines on psycopg 3.
+    """Airflow's settings for a metadata DB URL, as on Composer: psycopg2 for the sync
+    engine, and the async engine on the URL Airflow derives from it (asyncpg).
 
-    Airflow 3.3 derives the async URL with asyncpg; psycopg serves both when the async
-    URL is set explicitly (apache/airflow#68496, #69089).
+    Not psycopg 3: SQLAlchemy's psycopg dialect casts string parameters (`::VARCHAR`),
+    and Airflow's DAG dependencies query (`jsonb #> %s`) then fails with "operator does
+    not exist: jsonb #> character varying" (the UI's dependencies view answers 500).
     """
-    return {
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": url.replace(
-            "postgresql+psycopg:", "postgresql+psycopg_async:"
-        ),
-    }
+    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
 
 
 def libpq_dsn(url: str) -> str:
-    """The psycopg connection string of a SQLAlchemy URL made here."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+    """The libpq connection string of a SQLAlchemy URL made here."""
+    return url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+@contextmanager
+def _connection(dsn: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection closed at the end (psycopg2's own `with` only ends the transaction)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def tables_containing(url: str, texts: Iterable[str]) -> list[str]:
     """The tables of the database with a row whose text form contains one of `texts`."""
     found = []
-    with psycopg.connect(libpq_dsn(url)) as conn:
-        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        for (table,) in tables.fetchall():
+    with _connection(libpq_dsn(url)) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        for (table,) in cursor.fetchall():
             query = sql.SQL("SELECT 1 FROM {} AS t WHERE strpos(t::text, %s) > 0 LIMIT 1")
             query = query.format(sql.Identifier(table))
-            if any(conn.execute(query, (text,)).fetchone() for text in texts):
+            if any(_has_row(cursor, query, text) for text in texts):
                 found.append(table)
     return found
+
+
+def _has_row(cursor: psycopg2.extensions.cursor, query: sql.Composed, text: str) -> bool:
+    cursor.execute(query, (text,))
+    return cursor.fetchone() is not None
 
 
 def _service_account() -> str | None:

@@ -114,7 +114,12 @@ def test_a_publish_killed_while_its_job_runs_on_is_cancelled_by_the_retry_before
 
 def dashboard_keys(bq) -> list[tuple[str, datetime]]:
     table = f"local.{TEST_DATASET}.{env.DASHBOARD_TABLE}"
-    return [(r["domain"], r["minute_utc"]) for r in bq.query_and_wait(f"SELECT * FROM `{table}`")]
+    return [
+        (r["domain"], r["minute_utc"])
+        for r in bq.query_and_wait(
+            f"SELECT * FROM `{table}` WHERE minute_utc >= {tables.EVERY_PARTITION}"
+        )
+    ]
 
 
 def test_a_transform_killed_while_its_job_runs_on_is_cancelled_by_the_retry_before_it_writes(
